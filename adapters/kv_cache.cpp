@@ -1,0 +1,1 @@
+// kv_cache: see kv_cache.h

@@ -1,0 +1,1 @@
+// memory_controller: see memory_controller.h

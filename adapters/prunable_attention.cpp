@@ -1,0 +1,1 @@
+// prunable_attention: see prunable_attention.h

@@ -1,0 +1,5 @@
+#include "apps/command.h"
+
+namespace namm::app {
+int run_score(const std::vector<std::string>& args) { throw UsageError("not built yet"); }
+}  // namespace namm::app

@@ -1,0 +1,28 @@
+// The subcommands of the `namm` program and how they are found.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace namm::app {
+
+/// One subcommand: `namm <name> [args]`. run() returns the exit status and
+/// throws on errors; main() turns an exception into one line and exit 1.
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(const std::vector<std::string>& args);
+};
+
+int run_demo(const std::vector<std::string>& args);
+int run_spectrogram(const std::vector<std::string>& args);
+int run_score(const std::vector<std::string>& args);
+
+/// Thrown for bad command-line usage: printed with a hint to use --help, exit 2.
+struct UsageError : std::exception {
+  explicit UsageError(std::string message) : message(std::move(message)) {}
+  const char* what() const noexcept override { return message.c_str(); }
+  std::string message;
+};
+
+}  // namespace namm::app

@@ -1,0 +1,72 @@
+// `namm`: one program, one subcommand per job. Errors from anywhere below
+// are caught here, once, and printed as a single line.
+#include "apps/command.h"
+
+#include <c10/util/Exception.h>
+
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namm::app::Command;
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"demo", "run the main job on the shipped models and a built-in example", namm::app::run_demo},
+      {"spectrogram", "attention spectrogram / EMA features of an attention stack (.npy)", namm::app::run_spectrogram},
+      {"score", "NAMM token scores of an attention stack (.npy) with a model", namm::app::run_score},
+  };
+  return table;
+}
+
+void print_usage(std::ostream& out) {
+  out << "usage: namm <command> [options]\n\n"
+         "Neural Attention Memory Models: learned KV-cache memory for transformers.\n\n"
+         "commands:\n";
+  for (const Command& command : commands()) {
+    out << "  " << command.name << std::string(14 - std::strlen(command.name), ' ') << command.summary << "\n";
+  }
+  out << "\n`namm <command> --help` describes each command's options.\n";
+}
+
+// the first line of a message: c10::Error appends a backtrace-like context.
+std::string first_line(const std::string& text) {
+  return text.substr(0, text.find('\n'));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(std::cerr);
+    return 2;
+  }
+  const std::string name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    print_usage(std::cout);
+    return 0;
+  }
+  for (const Command& command : commands()) {
+    if (name != command.name) continue;
+    const std::vector<std::string> args(argv + 2, argv + argc);
+    try {
+      return command.run(args);
+    } catch (const namm::app::UsageError& e) {
+      std::cerr << "namm " << name << ": " << e.what() << " (see `namm " << name << " --help`)\n";
+      return 2;
+    } catch (const c10::Error& e) {
+      std::cerr << "namm " << name << ": error: " << first_line(e.what_without_backtrace()) << "\n";
+      return 1;
+    } catch (const std::exception& e) {
+      std::cerr << "namm " << name << ": error: " << first_line(e.what()) << "\n";
+      return 1;
+    }
+  }
+  std::cerr << "namm: unknown command '" << name << "'\n\n";
+  print_usage(std::cerr);
+  return 2;
+}

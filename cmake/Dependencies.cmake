@@ -1,0 +1,14 @@
+# Finds the libraries namm links, all from Debian's archive (scripts/install-deps).
+# LibTorch ships a CMake package; FFTW3 and FFmpeg only have pkg-config files.
+find_package(Torch REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(FFTW3F REQUIRED IMPORTED_TARGET fftw3f)
+find_package(nlohmann_json 3 REQUIRED)
+find_package(Boost 1.74 REQUIRED COMPONENTS program_options)
+find_package(Threads REQUIRED)
+
+# torch's imported target brings -D_GLIBCXX_USE_CXX11_ABI and friends; wrap it
+# once so every folder links the same thing.
+add_library(namm_torch INTERFACE)
+target_link_libraries(namm_torch INTERFACE ${TORCH_LIBRARIES})
+target_include_directories(namm_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})

@@ -1,0 +1,1 @@
+#include "core/namm_policy.h"

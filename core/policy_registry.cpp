@@ -1,0 +1,1 @@
+#include "core/policy_registry.h"

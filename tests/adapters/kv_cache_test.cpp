@@ -1,0 +1,3 @@
+#include "adapters/kv_cache.h"
+
+#include <gtest/gtest.h>
