@@ -1,0 +1,3 @@
+#include "adapters/memory_controller.h"
+
+#include <gtest/gtest.h>

@@ -1,0 +1,3 @@
+#include "adapters/prunable_attention.h"
+
+#include <gtest/gtest.h>

@@ -1,0 +1,3 @@
+#include "core/bam.h"
+
+#include <gtest/gtest.h>

@@ -1,0 +1,3 @@
+#include "core/baselines.h"
+
+#include <gtest/gtest.h>

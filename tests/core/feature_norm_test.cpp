@@ -1,0 +1,3 @@
+#include "core/feature_norm.h"
+
+#include <gtest/gtest.h>

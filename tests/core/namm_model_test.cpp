@@ -1,0 +1,3 @@
+#include "core/namm_model.h"
+
+#include <gtest/gtest.h>

@@ -1,0 +1,3 @@
+#include "core/namm_policy.h"
+
+#include <gtest/gtest.h>

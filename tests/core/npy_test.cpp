@@ -1,0 +1,3 @@
+#include "core/npy.h"
+
+#include <gtest/gtest.h>

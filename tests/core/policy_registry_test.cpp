@@ -1,0 +1,3 @@
+#include "core/policy_registry.h"
+
+#include <gtest/gtest.h>

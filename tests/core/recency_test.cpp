@@ -1,0 +1,3 @@
+#include "core/recency.h"
+
+#include <gtest/gtest.h>

@@ -1,0 +1,3 @@
+#include "core/safetensors.h"
+
+#include <gtest/gtest.h>

@@ -1,0 +1,3 @@
+#include "core/selection.h"
+
+#include <gtest/gtest.h>

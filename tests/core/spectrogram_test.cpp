@@ -1,0 +1,3 @@
+#include "core/spectrogram.h"
+
+#include <gtest/gtest.h>
