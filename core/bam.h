@@ -34,12 +34,15 @@ struct BamWeights {
 
 /// Scores tokens: features [T, input_dim] float32 (oldest first),
 /// params [param_count] float32 -> scores [T] float32.
-/// Memory stays O(T * block) however long T is.
+/// Attention runs in blocks of query_block rows (0 = a tuned default) against
+/// only the keys each block can see, so memory stays O(T * block) however
+/// long T is; the block size changes speed, not results.
 at::Tensor bam_scores(const at::Tensor& features, const at::Tensor& params,
-                      const BamOptions& options);
+                      const BamOptions& options, int64_t query_block = 0);
 
-/// Multiply-adds of bam_scores on T tokens (only the unmasked half of the
-/// attention counts), for benchmarks.
+/// FLOPs (2 x multiply-adds) of the useful work of bam_scores on T tokens:
+/// qkv projection, q k^T and attention x v over the unmasked pairs j >= i
+/// only, output projection and score head. For benchmarks.
 double bam_flops(int64_t num_tokens, const BamOptions& options);
 
 }  // namespace namm

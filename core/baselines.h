@@ -1,5 +1,10 @@
 // The hand-designed memory policies NAMMs are compared against, all behind
 // the MemoryPolicy seam and all given the same kind of budget.
+//
+// Every budgeted policy resolves its budget against observation.tokens_seen
+// to B tokens per head; a head holding T <= B tokens keeps them all, one
+// holding more keeps exactly B. Decisions carry the policy's score per token
+// where one exists (see each class), else an undefined tensor.
 #pragma once
 
 #include "core/memory_policy.h"
@@ -11,7 +16,7 @@
 
 namespace namm {
 
-/// Keeps everything.
+/// Keeps everything; scores undefined.
 class FullCachePolicy : public MemoryPolicy {
  public:
   std::string name() const override { return "full"; }
@@ -20,7 +25,7 @@ class FullCachePolicy : public MemoryPolicy {
   void reset() override {}
 };
 
-/// Keeps the budget's most recent tokens.
+/// Keeps the last B cached tokens of each head; scores: [T] the positions.
 class RecencyPolicy : public MemoryPolicy {
  public:
   explicit RecencyPolicy(Budget budget) : budget_(budget) {}
@@ -32,10 +37,14 @@ class RecencyPolicy : public MemoryPolicy {
   Budget budget_;
 };
 
-/// StreamingLLM: the first `sinks` tokens of the sequence plus a recent window.
+/// StreamingLLM: the first `sinks` tokens of the sequence (positions < sinks,
+/// while still cached) plus the most recent B - (sinks kept) tokens. When B is
+/// too small for all sinks and the newest token, the newest token wins.
+/// scores: [T] the positions, sinks raised above the newest position.
 class StreamingLlmPolicy : public MemoryPolicy {
  public:
-  StreamingLlmPolicy(Budget budget, int64_t sinks = 4) : budget_(budget), sinks_(sinks) {}
+  /// Throws std::invalid_argument when sinks < 0.
+  StreamingLlmPolicy(Budget budget, int64_t sinks = 4);
   std::string name() const override { return "streaming"; }
   PolicyNeeds needs() const override { return {}; }
   LayerDecision update(const LayerObservation& observation) override;
@@ -45,22 +54,30 @@ class StreamingLlmPolicy : public MemoryPolicy {
   int64_t sinks_;
 };
 
-/// H2O: heavy hitters by attention accumulated over every query so far, plus
-/// a window of the most recent tokens (recent_share of the budget).
+/// H2O: heavy hitters by attention accumulated (plain sum) over every query so
+/// far, plus a window of the round(recent_share * B) most recent tokens (at
+/// least 1, so the newest token stays). scores: [T] the accumulated attention.
 class H2oPolicy : public MemoryPolicy {
  public:
-  H2oPolicy(Budget budget, double recent_share = 0.5) : budget_(budget), recent_share_(recent_share) {}
+  /// Throws std::invalid_argument unless 0 <= recent_share <= 1.
+  H2oPolicy(Budget budget, double recent_share = 0.5);
   std::string name() const override { return "h2o"; }
   PolicyNeeds needs() const override { return {true, false}; }
   LayerDecision update(const LayerObservation& observation) override;
   void reset() override { accumulated_.clear(); }
+
+  /// The running sums of one head after the last update: [T_kept] float32,
+  /// aligned with the tokens that head kept; undefined before any update.
+  at::Tensor accumulated(int layer, int head) const;
+
  private:
   Budget budget_;
   double recent_share_;
-  std::map<int, std::vector<at::Tensor>> accumulated_;  // layer -> head -> [T]
+  std::map<int, std::vector<at::Tensor>> accumulated_;  // layer -> head -> [T] aligned with the cache
 };
 
-/// L2 key norm: keeps the keys with the LOWEST L2 norm (plus the newest token).
+/// L2 key norm: keeps the B - 1 keys with the LOWEST L2 norm plus the newest
+/// token. scores: [T] minus the key norms.
 class L2NormPolicy : public MemoryPolicy {
  public:
   explicit L2NormPolicy(Budget budget) : budget_(budget) {}
@@ -72,8 +89,10 @@ class L2NormPolicy : public MemoryPolicy {
   Budget budget_;
 };
 
-/// TOVA: keeps the tokens the LAST query attends to most, averaged over the
-/// heads when they hold the same tokens (else per head).
+/// TOVA: keeps the B tokens the LAST query attends to most. When every head
+/// of the layer holds the same positions, the rows are averaged over heads
+/// and every head keeps the same tokens; else each head ranks its own row.
+/// scores: [T] the (averaged) last attention row.
 class TovaPolicy : public MemoryPolicy {
  public:
   explicit TovaPolicy(Budget budget) : budget_(budget) {}
@@ -85,7 +104,9 @@ class TovaPolicy : public MemoryPolicy {
   Budget budget_;
 };
 
-/// A uniformly random subset of the budget (plus the newest token); seeded.
+/// A uniformly random B-subset per head that always includes the newest
+/// token; each head decision is a fresh draw, determined by (seed, number of
+/// draws so far), so a reset policy repeats itself. scores undefined.
 class RandomPolicy : public MemoryPolicy {
  public:
   RandomPolicy(Budget budget, uint64_t seed) : budget_(budget), seed_(seed), draws_(0) {}

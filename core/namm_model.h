@@ -23,10 +23,18 @@ struct NammConfig {
   SelectionOptions selection;
   int64_t delay = 512;              ///< tokens between updates (a multiple of spectrogram.hop).
 
-  /// Throws std::invalid_argument with the offending values if inconsistent.
+  /// Throws std::invalid_argument with the offending values if inconsistent:
+  /// n_fft even > hop > 0, 0 < ema_gamma < 1, recency_dim even >= 0,
+  /// recency_max_freq > 0, bam.input_dim == recency_dim + num_freqs,
+  /// hidden_dim > 0, cap >= 0, delay a positive multiple of hop.
   void validate() const;
-  /// JSON text of all fields (stored in checkpoints).
+  /// JSON text of all fields (stored in checkpoints), nested like the structs:
+  /// {"spectrogram": {"n_fft", "hop", "ema_gamma"}, "recency_dim",
+  /// "recency_max_freq", "bam": {"input_dim", "hidden_dim"},
+  /// "selection": {"cap", "layout"}, "delay"}.
   std::string to_json() const;
+  /// Parses to_json's text and validates it; every field is required and
+  /// unknown fields are rejected. Throws std::invalid_argument naming the field.
   static NammConfig from_json(const std::string& text);
 };
 
@@ -41,11 +49,16 @@ struct NammModel {
   static NammModel zeros(const NammConfig& config);
 
   /// Loads a checkpoint written by save(); throws std::runtime_error naming
-  /// the file and the problem (bad header, missing tensor, wrong shape/dtype).
+  /// the file and the problem (not safetensors, not a namm file, other
+  /// format_version, invalid config, missing tensor, wrong shape/dtype,
+  /// NaN/Inf values, negative variances, provenance not JSON).
   static NammModel load(const std::string& path);
-  /// Saves as safetensors atomically: tensors "params", "norm_mean",
-  /// "norm_var"; metadata "format" = "namm", "config", "norm_count",
-  /// "norm_frozen", "provenance".
+  /// Saves as safetensors atomically: tensors "params" [P] f32, "norm_mean"
+  /// [F] f64, "norm_var" [F] f64; metadata "format" = "namm",
+  /// "format_version" = "1", "config", "norm_count", "norm_frozen",
+  /// "norm_eps", "provenance". Throws std::invalid_argument naming path if the
+  /// model is inconsistent, or if the normalizer holds statistics but is not
+  /// frozen (FeatureNormalizer::set always freezes, so load could not restore it).
   void save(const std::string& path) const;
 };
 

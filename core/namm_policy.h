@@ -21,7 +21,8 @@ class NammPolicy : public MemoryPolicy {
   void reset() override;
 
   /// The normaliser in use: a copy of the model's; it keeps learning from the
-  /// features seen when the model's statistics are not frozen yet.
+  /// features seen when the model's statistics are not frozen yet (pooled
+  /// over layers, heads, tokens and sequences: reset() keeps it).
   const FeatureNormalizer& normalizer() const { return normalizer_; }
 
   /// The 25 features [T, recency_dim + F] of one head (normalised spectrogram
@@ -31,6 +32,16 @@ class NammPolicy : public MemoryPolicy {
                            int64_t num_new_tokens);
 
  private:
+  /// The state of one head, created on first sight; checks that it holds
+  /// num_old_tokens rows (T - num_new_tokens) when it exists.
+  HeadSpectrogramState& head_state(int layer, size_t head, int64_t num_old_tokens);
+  /// Validates one head and advances its spectrogram state: -> [T, F] raw EMA.
+  at::Tensor raw_spectrogram(int layer, size_t head, const HeadObservation& observation,
+                             int64_t num_new_tokens);
+  /// [recency(T), normalised spectrogram [T, F]] -> [T, recency_dim + F].
+  at::Tensor assemble_features(const HeadObservation& observation,
+                               const at::Tensor& spectrogram) const;
+
   std::shared_ptr<const NammModel> model_;
   SpectrogramFeaturizer featurizer_;
   FeatureNormalizer normalizer_;

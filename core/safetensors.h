@@ -24,10 +24,23 @@ struct SafetensorsFile {
 };
 
 /// Reads path; supports F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL.
-/// Throws std::runtime_error("<path>: <problem>") on any malformed input.
+/// The data section is read once into one allocation and the tensors are
+/// views of it (each keeps the whole allocation alive; a tensor at an offset
+/// that is not a multiple of its item size is copied out instead).
+/// Validates the whole header first. Throws
+/// std::runtime_error("<path>: <problem>") on any malformed input: short
+/// file, bad header length, header not a JSON object, bad or missing entry
+/// fields, unknown dtype, byte length != numel * item size, ranges past the
+/// end (truncation) or overlapping, metadata values that are not strings,
+/// BOOL bytes other than 0/1. Gaps and trailing bytes are tolerated.
 SafetensorsFile read_safetensors(const std::string& path);
 
-/// Writes atomically (to path.tmp, fsync, rename), tensors in name order.
+/// Writes atomically (to path.tmp, fsync, rename): data laid out in name
+/// order, header padded with spaces to a multiple of 8 bytes, "__metadata__"
+/// omitted when metadata is empty. Tensors may be non-contiguous or on any
+/// device (copied to contiguous CPU). Throws std::invalid_argument naming
+/// path for an unsupported dtype, an undefined tensor or the name
+/// "__metadata__", std::runtime_error("<path>: ...") for I/O failures.
 void write_safetensors(const std::string& path,
                        const std::map<std::string, at::Tensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});

@@ -20,9 +20,11 @@ struct SelectionOptions {
   CacheLayout layout = CacheLayout::kPerHead;
 };
 
-/// Keeps tokens with score >= 0 (and always the newest, the last one), then
-/// applies the cap; per head: scores [T_h] float32 -> keep [K_h] int64 ascending.
-/// In the rectangular layout every head keeps its top max_h(K_h) scores.
+/// Keeps tokens with score >= 0 (and always the newest, the last one, even
+/// under the cap), then keeps at most the top `cap`; per head:
+/// scores [T_h] float32 -> keep [K_h] int64 ascending (T_h = 0 -> [0]).
+/// In the rectangular layout every head keeps its top min(T_h, max_h K_h)
+/// scores. NaN scores count as -inf.
 std::vector<at::Tensor> select_tokens(const std::vector<at::Tensor>& head_scores,
                                       const SelectionOptions& options);
 

@@ -1,7 +1,7 @@
 // Attention spectrogram features of cached tokens (the NAMM's input).
 //
 // For every cached token, the attention it received from the queries of one
-// update is a time series. Left-padded with the last hop values kept from the
+// update is a time series. Left-padded with the last n_fft-hop values kept from the
 // previous update, it is cut into frames (n_fft 32, hop 16, periodic Hann,
 // no centering), transformed with FFTW3 real-to-complex plans and reduced to
 // one-sided magnitudes [F = n_fft/2+1]. An exponential moving average over
@@ -39,8 +39,9 @@ struct HeadSpectrogramState {
   void clear();
 };
 
-/// Computes attention spectrograms with FFTW3. Not thread-safe per instance
-/// when the same frame count is planned concurrently; cheap to create.
+/// Computes attention spectrograms with FFTW3. Thread-safe: plans are created
+/// once per frame count under a lock and executed on per-call buffers. Cheap
+/// to create (FFTW's wisdom makes re-planning a known size fast).
 class SpectrogramFeaturizer {
  public:
   explicit SpectrogramFeaturizer(SpectrogramOptions options = {});
@@ -55,8 +56,12 @@ class SpectrogramFeaturizer {
 
   /// One update for one head: attention [Q, T] (Q a multiple of hop; the last
   /// num_new_tokens of T are new since the previous update), state from the
-  /// previous update (rows for the first T - num_new_tokens tokens, or empty).
-  /// Returns the new EMA features [T, F] and updates state (carry and ema).
+  /// previous update (rows for the first T - num_new_tokens tokens, or empty:
+  /// then every token starts from zero carry and zero EMA).
+  /// Old tokens: ema * gamma^num_new_tokens + sum_j (1-g) g^(J-1-j) |X_j|, g = gamma^hop.
+  /// New token at new-index i: only frames j >= i / hop (it did not exist before).
+  /// Returns the new EMA features [T, F] (shared with state.ema) and sets
+  /// state.carry [T, n_fft-hop] to the last values of each padded series.
   at::Tensor update(const at::Tensor& attention, int64_t num_new_tokens,
                     HeadSpectrogramState& state) const;
 

@@ -1,0 +1,167 @@
+// The `namm` program seen from outside: exit codes, one-line errors that name
+// the file, no output left behind on failure, and numbers that match the
+// library's.
+#include "core/namm_model.h"
+#include "core/npy.h"
+#include "core/spectrogram.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace namm {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RunResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+RunResult run_namm(const std::string& args) {
+  const std::string command = std::string(NAMM_BINARY) + " " + args + " 2>&1";
+  RunResult result;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return result;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("namm_cli_test_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // a softmax attention stack [H, Q, K] with causal structure over the last Q keys
+  std::string write_attention(const std::string& name, int64_t heads, int64_t queries, int64_t keys) {
+    at::manual_seed(7);
+    at::Tensor logits = at::randn({heads, queries, keys});
+    const at::Tensor query_pos = at::arange(keys - queries, keys).view({1, queries, 1});
+    const at::Tensor key_pos = at::arange(keys).view({1, 1, keys});
+    logits = logits.masked_fill(key_pos > query_pos, -INFINITY);
+    const std::string file = path(name);
+    write_npy(file, at::softmax(logits, -1).contiguous());
+    return file;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(Cli, HelpExitsZeroForEveryCommand) {
+  EXPECT_EQ(run_namm("--help").exit_code, 0);
+  for (const char* command : {"demo", "spectrogram", "score"}) {
+    const RunResult result = run_namm(std::string(command) + " --help");
+    EXPECT_EQ(result.exit_code, 0) << command << ": " << result.output;
+    EXPECT_NE(result.output.find("usage: namm"), std::string::npos) << result.output;
+  }
+}
+
+TEST_F(Cli, UnknownCommandAndMissingOptionAreUsageErrors) {
+  EXPECT_EQ(run_namm("frobnicate").exit_code, 2);
+  const RunResult result = run_namm("spectrogram --out " + path("f.npy"));
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.output.find("attention"), std::string::npos) << result.output;
+}
+
+TEST_F(Cli, SpectrogramMatchesLibraryFeatures) {
+  const std::string attention = write_attention("a.npy", 3, 64, 80);
+  const RunResult result = run_namm("spectrogram --attention " + attention + " --out " + path("f.npy"));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const at::Tensor features = read_npy(path("f.npy"));
+  ASSERT_EQ(features.sizes(), (at::IntArrayRef{3, 80, 17}));
+
+  const at::Tensor input = read_npy(attention);
+  SpectrogramFeaturizer featurizer;
+  for (int64_t h = 0; h < 3; ++h) {
+    HeadSpectrogramState state;
+    const at::Tensor expected = featurizer.update(input[h].contiguous(), 64, state);
+    EXPECT_TRUE(at::allclose(features[h], expected, 1e-5, 1e-6)) << "head " << h;
+  }
+}
+
+TEST_F(Cli, RawSpectrogramHasFramesOfThePaddedSeries) {
+  const std::string attention = write_attention("a.npy", 2, 32, 32);
+  const RunResult result = run_namm("spectrogram --raw --attention " + attention + " --out " + path("r.npy"));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  // 16 carry zeros + 32 values, n_fft 32, hop 16 -> 2 frames
+  EXPECT_EQ(read_npy(path("r.npy")).sizes(), (at::IntArrayRef{2, 32, 17, 2}));
+}
+
+TEST_F(Cli, ScoreWithZeroModelKeepsEverything) {
+  const std::string attention = write_attention("a.npy", 2, 32, 48);
+  NammModel::zeros(NammConfig{}).save(path("zero.safetensors"));
+  const RunResult result =
+      run_namm("score --attention " + attention + " --model " + path("zero.safetensors") + " --out " + path("s.npy"));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const at::Tensor scores = read_npy(path("s.npy"));
+  ASSERT_EQ(scores.sizes(), (at::IntArrayRef{2, 48}));
+  EXPECT_EQ(at::count_nonzero(scores).item<int64_t>(), 0);
+}
+
+// every failing case: exit 1, one line naming the offending file, no output file.
+void expect_clean_failure(const RunResult& result, const std::string& named, const std::string& out) {
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_NE(result.output.find(named), std::string::npos) << result.output;
+  EXPECT_EQ(std::count(result.output.begin(), result.output.end(), '\n'), 1) << result.output;
+  EXPECT_FALSE(fs::exists(out)) << out;
+  EXPECT_FALSE(fs::exists(out + ".tmp")) << out;
+}
+
+TEST_F(Cli, BadAttentionFilesFailCleanly) {
+  const std::string out = path("f.npy");
+  expect_clean_failure(run_namm("spectrogram --attention " + path("missing.npy") + " --out " + out),
+                       path("missing.npy"), out);
+
+  std::ofstream(path("garbage.npy")) << "this is not a numpy file";
+  expect_clean_failure(run_namm("spectrogram --attention " + path("garbage.npy") + " --out " + out),
+                       path("garbage.npy"), out);
+
+  write_npy(path("flat.npy"), at::rand({4, 16}));
+  expect_clean_failure(run_namm("spectrogram --attention " + path("flat.npy") + " --out " + out),
+                       path("flat.npy"), out);
+
+  write_npy(path("odd.npy"), at::rand({1, 15, 20}));
+  expect_clean_failure(run_namm("spectrogram --attention " + path("odd.npy") + " --out " + out),
+                       path("odd.npy"), out);
+
+  at::Tensor with_nan = at::rand({1, 16, 16});
+  with_nan[0][3][5] = NAN;
+  write_npy(path("nan.npy"), with_nan);
+  expect_clean_failure(run_namm("spectrogram --attention " + path("nan.npy") + " --out " + out),
+                       path("nan.npy"), out);
+}
+
+TEST_F(Cli, BadModelFilesFailCleanly) {
+  const std::string attention = write_attention("a.npy", 1, 16, 16);
+  const std::string out = path("s.npy");
+  expect_clean_failure(
+      run_namm("score --attention " + attention + " --model " + path("none.safetensors") + " --out " + out),
+      path("none.safetensors"), out);
+
+  NammModel::zeros(NammConfig{}).save(path("good.safetensors"));
+  const auto size = fs::file_size(path("good.safetensors"));
+  fs::copy_file(path("good.safetensors"), path("cut.safetensors"));
+  fs::resize_file(path("cut.safetensors"), size - 100);
+  expect_clean_failure(
+      run_namm("score --attention " + attention + " --model " + path("cut.safetensors") + " --out " + out),
+      path("cut.safetensors"), out);
+}
+
+}  // namespace
+}  // namespace namm

@@ -1,0 +1,66 @@
+// Text generation with the prunable KV cache: chunked prefill, then one
+// token at a time, greedy or sampled, under any memory policy.
+//
+// Both phases follow the MemoryController host protocol
+// (adapters/memory_controller.h): no feed exceeds
+// controller->tokens_until_update(), and Llama::feed reports every chunk
+// with after_tokens, so a policy sees exactly `delay` new queries per update.
+//
+// Not here: tokenisation, stopping on strings, batching several sequences.
+#pragma once
+
+#include "text/llama.h"
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace namm {
+
+class MemoryController;
+
+/// How to generate.
+struct GenerationOptions {
+  int64_t max_new_tokens = 64;          ///< upper bound on generated tokens.
+  double temperature = 0.0;             ///< 0 = greedy (argmax); else softmax(logits / temperature).
+  int64_t top_k = 0;                    ///< sample among the k likeliest tokens; 0 = all.
+  uint64_t seed = 0;                    ///< seed of the sampling generator (same seed, same text).
+  std::vector<int64_t> stop_token_ids;  ///< generation ends after emitting one of these.
+  int64_t prompt_chunk = 128;           ///< most prompt tokens fed at once.
+};
+
+/// What generate() produced and what it cost.
+struct GenerationResult {
+  std::vector<int64_t> tokens;      ///< generated ids, the stop token included when one ended it.
+  bool stopped = false;             ///< a stop token ended generation.
+  int64_t prompt_tokens = 0;        ///< tokens of the prompt.
+  double prefill_seconds = 0.0;     ///< wall time of the prompt.
+  double decode_seconds = 0.0;      ///< wall time after the prompt: picking and feeding the generated tokens.
+  std::vector<double> cached_tokens_per_layer;  ///< [L] tokens cached at the end, mean over KV heads.
+  int64_t cache_bytes = 0;          ///< K/V storage allocated at the end, all layers.
+  int64_t cache_used_bytes = 0;     ///< K/V storage holding cached tokens at the end.
+  int64_t policy_updates = 0;       ///< updates the controller ran (0 without one).
+
+  /// Mean over layers of cached_tokens_per_layer.
+  double mean_cached_tokens() const;
+};
+
+/// Feeds prompt [T] int64 into state in chunks of at most prompt_chunk tokens,
+/// each also bounded by controller->tokens_until_update(); returns the logits
+/// [V] of the last prompt token. T >= 1.
+at::Tensor prefill(const Llama& model, LlamaState& state, const at::Tensor& prompt, int64_t prompt_chunk,
+                   MemoryController* controller = nullptr);
+
+/// Picks the next token from logits [V]: argmax when temperature is 0, else a
+/// sample with the given temperature and top_k drawn with generator (CPU).
+int64_t pick_token(const at::Tensor& logits, const GenerationOptions& options, at::Generator& generator);
+
+/// Generates up to options.max_new_tokens after prompt [T] int64 (T >= 1)
+/// from a fresh state. With a controller (reset by the caller for a new
+/// sequence), its policy prunes the cache as the sequence grows.
+GenerationResult generate(const Llama& model, const at::Tensor& prompt, const GenerationOptions& options,
+                          MemoryController* controller = nullptr);
+
+}  // namespace namm

@@ -1,0 +1,66 @@
+// Hugging Face Llama-family checkpoints: a directory holding config.json and
+// either model.safetensors or shards model-0000i-of-0000n.safetensors listed
+// by model.safetensors.index.json, with the tensor names LlamaForCausalLM
+// writes (model.embed_tokens.weight, model.layers.{i}.self_attn.q_proj.weight,
+// ..., lm_head.weight unless tied). Our own trained models are saved in the
+// same layout, so Hugging Face tools read them too.
+//
+// Every shape is checked against config.json; errors are one line naming
+// the file, the tensor and the expected and actual shapes. Settings that
+// would change the math and that the model does not implement (rope_scaling,
+// attention or MLP biases, another activation, sliding windows) are refused
+// by name rather than silently ignored.
+//
+// Not here: the model (llama.h), the safetensors format itself (core/safetensors.h).
+#pragma once
+
+#include "text/llama.h"
+
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include <map>
+#include <string>
+
+namespace namm {
+
+/// A loaded checkpoint: its config, the model with its weights, the safetensors metadata.
+struct LlamaCheckpoint {
+  LlamaConfig config;
+  Llama model{nullptr};
+  std::map<std::string, std::string> metadata;  ///< "__metadata__" of the (first) weights file.
+};
+
+/// Parses a Hugging Face config.json (given as text; path only names it in
+/// messages). Required: vocab_size, hidden_size, intermediate_size,
+/// num_hidden_layers, num_attention_heads; the rest default as in Hugging
+/// Face's LlamaConfig. Throws std::runtime_error("<path>: ...") naming a
+/// missing or mistyped field, or an unsupported setting and its value.
+LlamaConfig parse_llama_config(const std::string& json_text, const std::string& path = "config.json");
+
+/// Reads and parses path (see parse_llama_config).
+LlamaConfig read_llama_config(const std::string& path);
+
+/// The config.json text for config (LlamaForCausalLM, model_type "llama"),
+/// torch_dtype naming dtype.
+std::string llama_config_json(const LlamaConfig& config, c10::ScalarType dtype = c10::kFloat);
+
+/// Loads the checkpoint in directory dir into a new model of the given dtype
+/// on the given device (bf16/f16/f32 weights are converted). Prefers
+/// model.safetensors over an index, as Hugging Face does. Throws
+/// std::runtime_error naming the file, and the tensor where there is one.
+LlamaCheckpoint load_llama_checkpoint(const std::string& dir, c10::ScalarType dtype = c10::kFloat,
+                                      c10::Device device = c10::kCPU);
+
+/// Copies the weights of the checkpoint in dir into model, whose config must
+/// match the checkpoint's shapes; returns the safetensors metadata.
+std::map<std::string, std::string> load_llama_weights(const std::string& dir, Llama& model);
+
+/// Writes model as dir/model.safetensors (one file, the model's dtype, the
+/// given metadata plus "format": "pt") and dir/config.json, each atomically
+/// (temporary file, then rename). Creates dir if needed; removes a stale
+/// model.safetensors.index.json, which would otherwise name old shards.
+void save_llama_checkpoint(const std::string& dir, const Llama& model,
+                           const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace namm

@@ -1,0 +1,771 @@
+#include "text/tasks.h"
+
+#include "text/tokenizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <unordered_map>
+#include <utility>
+
+namespace namm {
+namespace {
+
+// ---------------------------------------------------------------------------
+// randomness: std::mt19937_64's output sequence is fixed by the standard; the
+// draws below are written out so no implementation-defined distribution is used.
+
+// splitmix64's finaliser; every step (xor-shift, odd multiply) is invertible,
+// so distinct inputs give distinct seeds.
+uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x;
+}
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : engine_(seed) {}
+
+  /// Uniform in [0, n), n >= 1; rejection keeps it unbiased.
+  uint64_t below(uint64_t n) {
+    // 2^64 mod n: accepting x >= threshold leaves a multiple of n outcomes
+    const uint64_t threshold = (0 - n) % n;
+    uint64_t x = engine_();
+    while (x < threshold) x = engine_();
+    return x % n;
+  }
+  /// Uniform in [lo, hi].
+  int64_t range(int64_t lo, int64_t hi) {
+    return lo + static_cast<int64_t>(below(static_cast<uint64_t>(hi - lo) + 1));
+  }
+  template <class T>
+  const T& pick(const std::vector<T>& values) {
+    return values[below(values.size())];
+  }
+  /// Fisher-Yates.
+  template <class T>
+  void shuffle(std::vector<T>& values) {
+    for (size_t i = values.size(); i > 1; --i) std::swap(values[i - 1], values[below(i)]);
+  }
+  /// k distinct values of [0, n) in random order (partial Fisher-Yates).
+  std::vector<int64_t> distinct(int64_t n, int64_t k) {
+    std::vector<int64_t> pool(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) pool[i] = i;
+    for (int64_t i = 0; i < k; ++i) std::swap(pool[i], pool[i + below(n - i)]);
+    pool.resize(static_cast<size_t>(k));
+    return pool;
+  }
+
+ private:
+  std::mt19937_64 engine_;
+};
+
+// ---------------------------------------------------------------------------
+// the builtin vocabulary as id lists
+
+struct Lexicon {
+  std::vector<int64_t> digits, determiners, adjectives, nouns, verbs, prepositions, names;
+  std::vector<int64_t> common;  // every filler word, for paragraph bodies
+  int64_t dot, colon, qmark, equals;
+
+  int64_t id(const char* word) const { return builtin_tokenizer().id(word); }
+  std::vector<int64_t> words(std::initializer_list<const char*> list) const {
+    std::vector<int64_t> ids;
+    for (const char* w : list) ids.push_back(id(w));
+    return ids;
+  }
+};
+
+std::vector<int64_t> ids_of(const std::vector<std::string>& words) {
+  std::vector<int64_t> ids;
+  for (const std::string& w : words) ids.push_back(builtin_tokenizer().id(w));
+  return ids;
+}
+
+const Lexicon& lexicon() {
+  static const Lexicon lex = [] {
+    const BuiltinVocabulary& v = builtin_vocabulary();
+    Lexicon l;
+    l.digits = ids_of(v.digits);
+    l.determiners = ids_of(v.determiners);
+    l.adjectives = ids_of(v.adjectives);
+    l.nouns = ids_of(v.nouns);
+    l.verbs = ids_of(v.verbs);
+    l.prepositions = ids_of(v.prepositions);
+    l.names = ids_of(v.names);
+    for (const auto* list : {&l.determiners, &l.adjectives, &l.nouns, &l.verbs, &l.prepositions})
+      l.common.insert(l.common.end(), list->begin(), list->end());
+    l.dot = l.id(".");
+    l.colon = l.id(":");
+    l.qmark = l.id("?");
+    l.equals = l.id("=");
+    return l;
+  }();
+  return lex;
+}
+
+// ---------------------------------------------------------------------------
+// drafts: a task generator emits header, question and record items; the
+// common code pads with filler sentences, shuffles and assembles.
+
+enum class Role { kFiller, kEvidence, kDistractor };
+
+struct Item {
+  std::vector<int64_t> tokens;
+  Role role = Role::kFiller;
+  bool lookalike = false;
+  int group = -1;  // task-specific (chain, key) for after-layout rewrites
+};
+
+struct Draft {
+  std::vector<int64_t> header;    // instruction, after <bos>
+  std::vector<int64_t> question;  // <q> ... <a>
+  std::vector<Item> items;        // records; filler is added later
+  std::vector<int64_t> answer;
+  int64_t body_tokens = 0;        // what header and question leave of the context
+  // rewrites order-dependent records (chains, superseded values) once shuffled
+  std::function<void(Draft&)> after_layout;
+
+  int64_t record_tokens() const {
+    int64_t n = 0;
+    for (const Item& item : items) n += static_cast<int64_t>(item.tokens.size());
+    return n;
+  }
+  /// Adds a record if it fits within budget tokens of records.
+  bool try_add(Item item, int64_t budget) {
+    if (record_tokens() + static_cast<int64_t>(item.tokens.size()) > budget) return false;
+    items.push_back(std::move(item));
+    return true;
+  }
+};
+
+std::vector<int64_t> random_digits(Rng& rng, int64_t n) {
+  std::vector<int64_t> d;
+  for (int64_t i = 0; i < n; ++i) d.push_back(rng.pick(lexicon().digits));
+  return d;
+}
+
+std::vector<int64_t> concat(std::initializer_list<std::vector<int64_t>> parts) {
+  std::vector<int64_t> out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+// part-of-speech patterns of filler sentences (D det, J adj, N noun, V verb, P prep)
+const char* const kSentencePatterns[] = {"DNV", "DJNV", "DNVPDN", "DJNVPDN", "DJNVPDJN",
+                                         "DNVPDJN", "DJJNVPDN", "DNVPDNPDN"};
+
+int64_t word_of(Rng& rng, char part) {
+  const Lexicon& l = lexicon();
+  switch (part) {
+    case 'D': return rng.pick(l.determiners);
+    case 'J': return rng.pick(l.adjectives);
+    case 'N': return rng.pick(l.nouns);
+    case 'V': return rng.pick(l.verbs);
+    default: return rng.pick(l.prepositions);
+  }
+}
+
+/// A filler sentence of exactly n >= 1 tokens (the last is ".").
+std::vector<int64_t> filler_sentence(Rng& rng, int64_t n) {
+  std::vector<int64_t> s;
+  const int64_t words = n - 1;
+  // one pattern per word count 0..9 (append_filler never asks for more)
+  static const char* const kExact[] = {"", "N", "NV", "DNV", "DJNV", "DJJNV",
+                                       "DNVPDN", "DJNVPDN", "DJNVPDJN", "DNVPDNPDN"};
+  std::string pattern;
+  if (words < 10) {
+    pattern = kExact[words];
+  } else {
+    const std::string cycle = "DJNVP";
+    for (int64_t i = 0; i < words; ++i) pattern.push_back(cycle[i % cycle.size()]);
+  }
+  for (char part : pattern) s.push_back(word_of(rng, part));
+  s.push_back(lexicon().dot);
+  return s;
+}
+
+/// Appends filler sentences totalling exactly n tokens.
+void append_filler(std::vector<Item>& items, Rng& rng, int64_t n) {
+  constexpr int64_t kPatterns = sizeof(kSentencePatterns) / sizeof(kSentencePatterns[0]);
+  while (n > 14) {
+    const int64_t len =
+        static_cast<int64_t>(std::string(kSentencePatterns[rng.below(kPatterns)]).size()) + 1;
+    items.push_back({filler_sentence(rng, len)});
+    n -= len;
+  }
+  if (n > 10) {
+    items.push_back({filler_sentence(rng, n / 2)});
+    n -= n / 2;
+  }
+  if (n > 0) items.push_back({filler_sentence(rng, n)});
+}
+
+int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return std::max(lo, std::min(hi, v)); }
+
+void require_body(const std::string& task, const Draft& d, int64_t needed, int64_t context) {
+  if (d.body_tokens < needed)
+    throw std::invalid_argument("make_example(" + task + "): context_tokens " +
+                                std::to_string(context) + " leaves " + std::to_string(d.body_tokens) +
+                                " body tokens, need " + std::to_string(needed));
+}
+
+void set_body(Draft& d, int64_t context_tokens) {
+  d.body_tokens = context_tokens - 1 - static_cast<int64_t>(d.header.size()) -
+                  static_cast<int64_t>(d.question.size());
+}
+
+// ---------------------------------------------------------------------------
+// key-value tasks: "k1 k2 : d d d ."
+
+using Key = std::pair<int64_t, int64_t>;
+constexpr int64_t kValueDigits = 3;
+// far below the 73,536 unordered name pairs, so drawing fresh keys always
+// terminates quickly; longer contexts get more filler instead
+constexpr int64_t kMaxKvRecords = 20000;
+// keys sharing a word with a target: at most 2 x 383 exist
+constexpr int64_t kMaxLookalikeKeys = 24;
+
+Key unordered(Key k) { return {std::min(k.first, k.second), std::max(k.first, k.second)}; }
+
+Key random_key(Rng& rng) {
+  const std::vector<int64_t> two = rng.distinct(static_cast<int64_t>(lexicon().names.size()), 2);
+  return {lexicon().names[two[0]], lexicon().names[two[1]]};
+}
+
+/// A key not used yet (order-insensitive); records it as used.
+Key fresh_key(Rng& rng, std::set<Key>& used) {
+  for (;;) {
+    Key k = random_key(rng);
+    if (used.insert(unordered(k)).second) return k;
+  }
+}
+
+/// A fresh key sharing one word (at the same place) with target.
+Key lookalike_key(Rng& rng, const Key& target, std::set<Key>& used) {
+  for (;;) {
+    const int64_t other = rng.pick(lexicon().names);
+    if (other == target.first || other == target.second) continue;
+    Key k = rng.below(2) == 0 ? Key{target.first, other} : Key{other, target.second};
+    if (used.insert(unordered(k)).second) return k;
+  }
+}
+
+std::vector<int64_t> kv_record(const Key& k, const std::vector<int64_t>& value) {
+  const Lexicon& l = lexicon();
+  return concat({{k.first, k.second, l.colon}, value, {l.dot}});
+}
+
+/// kv_retrieval (n_targets 1) and kv_multi (n_targets 2).
+Draft make_kv(Rng& rng, int64_t context, int n_targets, const std::string& task) {
+  const Lexicon& l = lexicon();
+  Draft d;
+  d.header = l.words({"remember", "each", "key", "and", "its", "value", "."});
+  std::set<Key> used;
+  std::vector<Key> targets;
+  for (int i = 0; i < n_targets; ++i) targets.push_back(fresh_key(rng, used));
+  d.question = {Tokenizer::kQ, l.id("value"), l.id("of"), targets[0].first, targets[0].second};
+  for (int i = 1; i < n_targets; ++i) {
+    d.question.push_back(l.id("and"));
+    d.question.push_back(targets[i].first);
+    d.question.push_back(targets[i].second);
+  }
+  d.question.push_back(l.qmark);
+  d.question.push_back(Tokenizer::kA);
+  set_body(d, context);
+  const int64_t record_len = 3 + kValueDigits + 1;
+  require_body(task, d, n_targets * record_len + 8, context);
+
+  for (const Key& t : targets) {
+    std::vector<int64_t> value = random_digits(rng, kValueDigits);
+    d.answer.insert(d.answer.end(), value.begin(), value.end());
+    d.items.push_back({kv_record(t, value), Role::kEvidence});
+  }
+  const int64_t budget = std::max<int64_t>(d.record_tokens() + record_len,
+                                           std::min(d.body_tokens / 2, kMaxKvRecords * record_len));
+  const int64_t n_records = budget / record_len;
+  const int64_t n_look = clamp64(n_records / 8, 1, kMaxLookalikeKeys);
+  for (int64_t i = 0; i < n_look; ++i) {
+    Item item{kv_record(lookalike_key(rng, targets[i % n_targets], used), random_digits(rng, kValueDigits)),
+              Role::kDistractor, true};
+    if (!d.try_add(std::move(item), budget)) break;
+  }
+  for (;;) {
+    Item item{kv_record(fresh_key(rng, used), random_digits(rng, kValueDigits)), Role::kDistractor};
+    if (!d.try_add(std::move(item), budget)) break;
+  }
+  return d;
+}
+
+/// kv_update: keys reassigned 1-4 times; the question asks the latest value.
+Draft make_kv_update(Rng& rng, int64_t context) {
+  const Lexicon& l = lexicon();
+  Draft d;
+  d.header = l.words({"keys", "may", "change", ",", "use", "the", "last", "value", "."});
+  std::set<Key> used;
+  const Key target = fresh_key(rng, used);
+  d.question = {Tokenizer::kQ, l.id("last"), l.id("value"), l.id("of"), target.first, target.second,
+                l.qmark, Tokenizer::kA};
+  set_body(d, context);
+  const int64_t record_len = 3 + kValueDigits + 1;
+  const int64_t updates = rng.range(2, 4);
+  require_body("kv_update", d, updates * record_len + 8, context);
+  const int64_t budget = std::max<int64_t>(updates * record_len,
+                                           std::min(d.body_tokens * 2 / 5, kMaxKvRecords * record_len));
+  int64_t n_look = 0;
+
+  // one group per key; values of one key are pairwise distinct, so an old
+  // value is always a wrong answer
+  auto add_key = [&](const Key& key, int64_t count, int group, bool look) {
+    std::set<std::vector<int64_t>> values;
+    while (static_cast<int64_t>(values.size()) < count) values.insert(random_digits(rng, kValueDigits));
+    std::vector<std::vector<int64_t>> shuffled(values.begin(), values.end());
+    rng.shuffle(shuffled);
+    for (const auto& v : shuffled) {
+      Item item{kv_record(key, v), Role::kDistractor, look, group};
+      if (!d.try_add(std::move(item), budget)) return false;
+    }
+    return true;
+  };
+  add_key(target, updates, 0, false);
+  for (int group = 1;; ++group) {
+    const bool look = n_look < kMaxLookalikeKeys && rng.below(4) == 0;
+    n_look += look;
+    const Key key = look ? lookalike_key(rng, target, used) : fresh_key(rng, used);
+    if (!add_key(key, rng.range(1, 3), group, look)) break;
+  }
+  d.after_layout = [](Draft& draft) {
+    Item* last = nullptr;
+    for (Item& item : draft.items) {
+      if (item.group != 0) continue;
+      item.lookalike = true;  // superseded values of the asked key
+      last = &item;
+    }
+    last->role = Role::kEvidence;
+    last->lookalike = false;
+    draft.answer.assign(last->tokens.begin() + 3, last->tokens.begin() + 3 + kValueDigits);
+  };
+  return d;
+}
+
+// ---------------------------------------------------------------------------
+// needle: "the secret of NAME is d d d d ."
+
+Draft make_needle(Rng& rng, int64_t context) {
+  const Lexicon& l = lexicon();
+  constexpr int64_t kNeedleDigits = 4;
+  Draft d;
+  d.header = l.words({"find", "the", "secret", "of", "the", "name", "."});
+  const std::vector<int64_t> attributes = l.words({"secret", "code", "pin", "number"});
+  const int64_t target = rng.pick(l.names);
+  d.question = {Tokenizer::kQ, l.id("what"), l.id("is"), l.id("the"), attributes[0], l.id("of"),
+                target, l.qmark, Tokenizer::kA};
+  set_body(d, context);
+  auto statement = [&](int64_t attribute, int64_t name, const std::vector<int64_t>& value) {
+    return concat({{l.id("the"), attribute, l.id("of"), name, l.id("is")}, value, {l.dot}});
+  };
+  const int64_t statement_len = 5 + kNeedleDigits + 1;
+  require_body("needle", d, statement_len + 8, context);
+  d.answer = random_digits(rng, kNeedleDigits);
+  d.items.push_back({statement(attributes[0], target, d.answer), Role::kEvidence});
+
+  // look-alikes: the same name with another attribute, or the same attribute
+  // with another name; each (attribute, name) pair appears once
+  std::set<std::pair<int64_t, int64_t>> used = {{attributes[0], target}};
+  const int64_t n_look = clamp64(d.body_tokens / 150, 1, 64);
+  const int64_t budget = d.body_tokens / 4;
+  for (int64_t i = 0; i < n_look; ++i) {
+    int64_t attribute = attributes[0], name = target;
+    while (used.count({attribute, name})) {
+      if (rng.below(4) == 0) {
+        attribute = rng.pick(attributes);
+        name = target;
+      } else {
+        attribute = rng.below(2) == 0 ? attributes[0] : rng.pick(attributes);
+        name = rng.pick(l.names);
+      }
+    }
+    used.insert({attribute, name});
+    Item item{statement(attribute, name, random_digits(rng, kNeedleDigits)), Role::kDistractor, true};
+    if (!d.try_add(std::move(item), budget)) break;
+  }
+  return d;
+}
+
+// ---------------------------------------------------------------------------
+// passage_retrieval: "paragraph d d d : words with 4 keywords ."
+
+Draft make_passage(Rng& rng, int64_t context) {
+  const Lexicon& l = lexicon();
+  constexpr int64_t kKeywords = 4;
+  Draft d;
+  d.header = l.words({"each", "paragraph", "has", "an", "id", "."});
+  const int64_t n_names = static_cast<int64_t>(l.names.size());
+  std::vector<int64_t> target_keys;
+  for (int64_t i : rng.distinct(n_names, kKeywords)) target_keys.push_back(l.names[i]);
+  d.question = {Tokenizer::kQ, l.id("which"), l.id("paragraph"), l.id("has")};
+  const size_t keys_at = d.question.size();
+  d.question.resize(keys_at + kKeywords);
+  d.question.push_back(l.qmark);
+  d.question.push_back(Tokenizer::kA);
+  set_body(d, context);
+
+  const int64_t budget = d.body_tokens * 9 / 10;
+  const int64_t min_paragraphs = 2;
+  require_body("passage_retrieval", d, min_paragraphs * 18 + 4, context);
+  const int64_t max_paragraphs = 900;  // 3-digit ids
+  // mean paragraph length 28 tokens until the id space runs out, then longer
+  const int64_t mean_len = std::max<int64_t>(28, budget / max_paragraphs);
+  const int64_t n_look = clamp64(budget / mean_len / 10, 1, 8);
+  const std::vector<int64_t> ids = rng.distinct(1000, max_paragraphs);
+
+  // a paragraph of `len` tokens holding `keys` at random distinct places
+  auto paragraph = [&](int64_t pid, std::vector<int64_t> keys, int64_t len,
+                       std::vector<int64_t>* key_order) {
+    const int64_t content = len - 6;  // "paragraph d d d :" and "."
+    std::vector<int64_t> words(static_cast<size_t>(content));
+    for (int64_t& w : words) w = rng.pick(l.common);
+    const std::vector<int64_t> places = rng.distinct(content, kKeywords);
+    std::vector<int64_t> sorted_places = places;
+    std::sort(sorted_places.begin(), sorted_places.end());
+    for (int64_t k = 0; k < kKeywords; ++k) words[places[k]] = keys[k];
+    if (key_order)
+      for (int64_t p : sorted_places) key_order->push_back(words[p]);
+    return concat({{l.id("paragraph"), l.digits[pid / 100], l.digits[pid / 10 % 10], l.digits[pid % 10],
+                     l.colon},
+                    words,
+                    {l.dot}});
+  };
+  auto draw_len = [&]() {
+    const int64_t lo = std::max<int64_t>(kKeywords + 10, mean_len * 3 / 5);
+    return rng.range(lo, std::max(lo, mean_len * 7 / 5));
+  };
+  auto overlap = [&](const std::vector<int64_t>& keys) {
+    int64_t n = 0;
+    for (int64_t k : keys) n += std::count(target_keys.begin(), target_keys.end(), k);
+    return n;
+  };
+
+  std::vector<int64_t> order;
+  const int64_t target_len = std::min(draw_len(), budget / min_paragraphs);
+  d.items.push_back({paragraph(ids[0], target_keys, target_len, &order), Role::kEvidence});
+  std::copy(order.begin(), order.end(), d.question.begin() + keys_at);
+  d.answer = {l.digits[ids[0] / 100], l.digits[ids[0] / 10 % 10], l.digits[ids[0] % 10]};
+
+  for (int64_t p = 1; p < max_paragraphs; ++p) {
+    std::vector<int64_t> keys;
+    const bool look = p <= n_look;
+    if (look) {
+      // shares exactly two keywords with the target
+      for (int64_t i : rng.distinct(kKeywords, 2)) keys.push_back(target_keys[i]);
+      while (keys.size() < static_cast<size_t>(kKeywords)) {
+        const int64_t k = rng.pick(l.names);
+        if (!overlap({k}) && std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+      }
+      rng.shuffle(keys);
+    } else {
+      // at most one keyword in common, so the target is the unique best match
+      do {
+        keys.clear();
+        for (int64_t i : rng.distinct(n_names, kKeywords)) keys.push_back(l.names[i]);
+      } while (overlap(keys) > 1);
+    }
+    Item item{paragraph(ids[p], keys, draw_len(), nullptr), Role::kDistractor, look};
+    if (!d.try_add(std::move(item), budget)) break;
+  }
+  return d;
+}
+
+// ---------------------------------------------------------------------------
+// variable_tracking: "var a = d d d ." then "var b = a ." ...
+
+Draft make_variables(Rng& rng, int64_t context) {
+  const Lexicon& l = lexicon();
+  Draft d;
+  d.header = l.words({"follow", "the", "variables", "to", "their", "value", "."});
+  const int64_t n_names = static_cast<int64_t>(l.names.size());
+  const int64_t max_chains = 64, max_hops = 3;
+  // every variable name is distinct across all chains
+  const std::vector<int64_t> name_order = rng.distinct(n_names, max_chains * (max_hops + 1));
+  int64_t next_name = 0;
+  struct Chain {
+    std::vector<int64_t> vars;  // root first
+    std::vector<int64_t> value;
+  };
+  std::vector<Chain> chains;
+  auto new_chain = [&](int64_t hops) {
+    Chain c;
+    for (int64_t i = 0; i <= hops; ++i) c.vars.push_back(l.names[name_order[next_name++]]);
+    c.value = random_digits(rng, kValueDigits);
+    return c;
+  };
+  chains.push_back(new_chain(rng.range(1, max_hops)));
+  d.question = {Tokenizer::kQ, l.id("what"), l.id("is"), l.id("var"), chains[0].vars.back(), l.qmark,
+                Tokenizer::kA};
+  d.answer = chains[0].value;
+  set_body(d, context);
+  const int64_t root_len = 3 + kValueDigits + 1, link_len = 5;  // "var a = d d d ." and "var b = a ."
+  auto chain_len = [&](const Chain& c) {
+    return root_len + link_len * (static_cast<int64_t>(c.vars.size()) - 1);
+  };
+  require_body("variable_tracking", d, chain_len(chains[0]) + 8, context);
+
+  // slots: the tokens are written after the shuffle, in order of appearance,
+  // so every chain reads root first whatever order its slots landed in
+  auto add_slots = [&](const Chain& c, int group, Role role, int64_t budget) {
+    if (d.record_tokens() + chain_len(c) > budget) return false;
+    for (size_t i = 0; i < c.vars.size(); ++i)
+      d.items.push_back({std::vector<int64_t>(i == 0 ? root_len : link_len, 0), role, role != Role::kEvidence,
+                         group});
+    return true;
+  };
+  const int64_t budget = std::max(chain_len(chains[0]), d.body_tokens * 2 / 5);
+  add_slots(chains[0], 0, Role::kEvidence, budget);
+  const int64_t n_decoys = clamp64(d.body_tokens / 100, 1, max_chains - 1);
+  for (int64_t i = 0; i < n_decoys; ++i) {
+    Chain c = new_chain(rng.range(0, max_hops));
+    if (!add_slots(c, static_cast<int>(chains.size()), Role::kDistractor, budget)) break;
+    chains.push_back(std::move(c));
+  }
+  d.after_layout = [chains](Draft& draft) {
+    const Lexicon& lx = lexicon();
+    std::vector<size_t> seen(chains.size(), 0);
+    // lengths move with the content: the first slot of a chain becomes the root
+    for (Item& item : draft.items) {
+      if (item.group < 0) continue;
+      const Chain& c = chains[item.group];
+      const size_t k = seen[item.group]++;
+      if (k == 0)
+        item.tokens = concat({{lx.id("var"), c.vars[0], lx.equals}, c.value, {lx.dot}});
+      else
+        item.tokens = {lx.id("var"), c.vars[k], lx.equals, c.vars[k - 1], lx.dot};
+    }
+  };
+  return d;
+}
+
+// ---------------------------------------------------------------------------
+// counting: names sprinkled among filler sentences
+
+Draft make_counting(Rng& rng, int64_t context) {
+  const Lexicon& l = lexicon();
+  Draft d;
+  d.header = l.words({"count", "the", "names", "in", "the", "list", "."});
+  const int64_t n_names = static_cast<int64_t>(l.names.size());
+  const int64_t max_others = 40;
+  const std::vector<int64_t> picks = rng.distinct(n_names, max_others + 1);
+  const int64_t target = l.names[picks[0]];
+  d.question = {Tokenizer::kQ, l.id("how"), l.id("many"), target, l.qmark, Tokenizer::kA};
+  set_body(d, context);
+  constexpr int64_t kMaxCount = 9;
+  require_body("counting", d, kMaxCount + 8, context);
+  const int64_t count = rng.range(1, kMaxCount);
+  d.answer = {l.digits[count]};
+  for (int64_t i = 0; i < count; ++i) d.items.push_back({{target}, Role::kEvidence});
+  const int64_t budget = std::max(count, d.body_tokens / 5);
+  const int64_t n_others = clamp64(d.body_tokens / 150, 2, max_others);
+  for (int64_t i = 1; i <= n_others; ++i) {
+    // every other name about as frequent as the target; within one of it is a look-alike
+    const int64_t c = rng.range(1, kMaxCount);
+    const bool look = std::abs(c - count) <= 1;
+    bool fits = true;
+    for (int64_t j = 0; j < c && fits; ++j) fits = d.try_add({{l.names[picks[i]]}, Role::kDistractor, look}, budget);
+    if (!fits) break;
+  }
+  return d;
+}
+
+// ---------------------------------------------------------------------------
+
+struct TaskSpec {
+  const char* name;
+  TaskMetric metric;
+  int64_t min_context;
+  std::function<Draft(Rng&, int64_t)> make;
+};
+
+const std::vector<TaskSpec>& specs() {
+  static const std::vector<TaskSpec> all = {
+      {"kv_retrieval", TaskMetric::kExact, 64,
+       [](Rng& r, int64_t t) { return make_kv(r, t, 1, "kv_retrieval"); }},
+      {"kv_multi", TaskMetric::kF1, 64, [](Rng& r, int64_t t) { return make_kv(r, t, 2, "kv_multi"); }},
+      {"kv_update", TaskMetric::kExact, 64, make_kv_update},
+      {"needle", TaskMetric::kExact, 64, make_needle},
+      {"passage_retrieval", TaskMetric::kExact, 96, make_passage},
+      {"variable_tracking", TaskMetric::kExact, 64, make_variables},
+      {"counting", TaskMetric::kExact, 64, make_counting},
+  };
+  return all;
+}
+
+size_t task_id(const std::string& task) {
+  const auto& all = specs();
+  for (size_t i = 0; i < all.size(); ++i)
+    if (task == all[i].name) return i;
+  std::string known;
+  for (const auto& s : all) known += std::string(known.empty() ? "" : ", ") + s.name;
+  throw std::invalid_argument("unknown task '" + task + "' (known: " + known + ")");
+}
+
+}  // namespace
+
+const char* to_string(Split split) {
+  switch (split) {
+    case Split::kTrain: return "train";
+    case Split::kValidation: return "validation";
+    case Split::kTest: return "test";
+  }
+  return "?";
+}
+
+Split parse_split(const std::string& text) {
+  if (text == "train") return Split::kTrain;
+  if (text == "validation" || text == "val") return Split::kValidation;
+  if (text == "test") return Split::kTest;
+  throw std::invalid_argument("unknown split '" + text + "' (train, validation, test)");
+}
+
+const std::vector<std::string>& task_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (const auto& s : specs()) n.push_back(s.name);
+    return n;
+  }();
+  return names;
+}
+
+TaskMetric task_metric(const std::string& task) { return specs()[task_id(task)].metric; }
+
+int64_t min_context_tokens(const std::string& task) { return specs()[task_id(task)].min_context; }
+
+uint64_t example_seed(const std::string& task, Split split, int64_t index, int64_t context_tokens) {
+  const uint64_t id = task_id(task);
+  if (index < 0 || index >= (int64_t{1} << 36))
+    throw std::invalid_argument("example_seed: index " + std::to_string(index) + " outside [0, 2^36)");
+  if (context_tokens < 0 || context_tokens >= (int64_t{1} << 20))
+    throw std::invalid_argument("example_seed: context_tokens " + std::to_string(context_tokens) +
+                                " outside [0, 2^20)");
+  // split | task | length | index packed injectively, then a bijection: the
+  // three splits can never share a seed
+  const uint64_t packed = (static_cast<uint64_t>(split) << 62) | (id << 56) |
+                          (static_cast<uint64_t>(context_tokens) << 36) | static_cast<uint64_t>(index);
+  return mix64(packed);
+}
+
+TaskExample make_example(const std::string& task, Split split, int64_t index, int64_t context_tokens) {
+  const TaskSpec& spec = specs()[task_id(task)];
+  if (context_tokens < spec.min_context)
+    throw std::invalid_argument("make_example(" + task + "): context_tokens " +
+                                std::to_string(context_tokens) + " below the minimum " +
+                                std::to_string(spec.min_context));
+  TaskExample ex;
+  ex.task = task;
+  ex.split = split;
+  ex.index = index;
+  ex.seed = example_seed(task, split, index, context_tokens);
+  Rng rng(ex.seed);
+  Draft d = spec.make(rng, context_tokens);
+  const int64_t records = d.record_tokens();
+  if (records > d.body_tokens)
+    throw std::logic_error("make_example(" + task + "): records take " + std::to_string(records) +
+                           " of " + std::to_string(d.body_tokens) + " body tokens");
+  append_filler(d.items, rng, d.body_tokens - records);
+  rng.shuffle(d.items);
+  if (d.after_layout) d.after_layout(d);
+
+  ex.prompt.reserve(static_cast<size_t>(context_tokens));
+  ex.prompt.push_back(Tokenizer::kBos);
+  ex.prompt.insert(ex.prompt.end(), d.header.begin(), d.header.end());
+  for (const Item& item : d.items) {
+    const TokenSpan span{static_cast<int64_t>(ex.prompt.size()),
+                         static_cast<int64_t>(ex.prompt.size() + item.tokens.size())};
+    if (item.role == Role::kEvidence) ex.evidence.push_back(span);
+    if (item.role == Role::kDistractor) {
+      ex.distractors.push_back(span);
+      if (item.lookalike) ++ex.num_lookalikes;
+    }
+    ex.prompt.insert(ex.prompt.end(), item.tokens.begin(), item.tokens.end());
+  }
+  ex.question_begin = static_cast<int64_t>(ex.prompt.size());
+  ex.prompt.insert(ex.prompt.end(), d.question.begin(), d.question.end());
+  if (static_cast<int64_t>(ex.prompt.size()) != context_tokens)
+    throw std::logic_error("make_example(" + task + "): prompt of " + std::to_string(ex.prompt.size()) +
+                           " tokens, asked " + std::to_string(context_tokens));
+  ex.num_distractors = static_cast<int64_t>(ex.distractors.size());
+  ex.answer = std::move(d.answer);
+  ex.answer_text = builtin_tokenizer().decode(ex.answer);
+  return ex;
+}
+
+std::vector<TaskExample> make_examples(const std::string& task, Split split, int64_t first_index,
+                                       int64_t count, int64_t context_tokens) {
+  if (count < 0) throw std::invalid_argument("make_examples: count " + std::to_string(count));
+  std::vector<TaskExample> out;
+  out.reserve(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) out.push_back(make_example(task, split, first_index + i, context_tokens));
+  return out;
+}
+
+std::vector<int64_t> training_sequence(const TaskExample& example) {
+  std::vector<int64_t> seq = example.prompt;
+  seq.insert(seq.end(), example.answer.begin(), example.answer.end());
+  seq.push_back(Tokenizer::kEos);
+  return seq;
+}
+
+std::vector<int64_t> trim_prediction(const std::vector<int64_t>& prediction) {
+  auto end = std::find_if(prediction.begin(), prediction.end(),
+                          [](int64_t id) { return id == Tokenizer::kEos || id == Tokenizer::kPad; });
+  return std::vector<int64_t>(prediction.begin(), end);
+}
+
+double score_exact(const std::vector<int64_t>& prediction, const std::vector<int64_t>& answer) {
+  return trim_prediction(prediction) == answer ? 1.0 : 0.0;
+}
+
+double score_f1(const std::vector<int64_t>& prediction, const std::vector<int64_t>& answer) {
+  const std::vector<int64_t> pred = trim_prediction(prediction);
+  if (pred.empty() && answer.empty()) return 1.0;
+  if (pred.empty() || answer.empty()) return 0.0;
+  std::unordered_map<int64_t, int64_t> counts;
+  for (int64_t id : answer) ++counts[id];
+  int64_t common = 0;
+  for (int64_t id : pred) {
+    auto it = counts.find(id);
+    if (it != counts.end() && it->second > 0) {
+      --it->second;
+      ++common;
+    }
+  }
+  if (common == 0) return 0.0;
+  const double precision = static_cast<double>(common) / static_cast<double>(pred.size());
+  const double recall = static_cast<double>(common) / static_cast<double>(answer.size());
+  return 2.0 * precision * recall / (precision + recall);
+}
+
+double score_task(const std::string& task, const std::vector<int64_t>& prediction,
+                  const std::vector<int64_t>& answer) {
+  return task_metric(task) == TaskMetric::kF1 ? score_f1(prediction, answer)
+                                              : score_exact(prediction, answer);
+}
+
+int64_t Curriculum::context_tokens(double progress) const {
+  if (min_tokens <= 0 || max_tokens < min_tokens || multiple <= 0)
+    throw std::invalid_argument("Curriculum: min_tokens " + std::to_string(min_tokens) + ", max_tokens " +
+                                std::to_string(max_tokens) + ", multiple " + std::to_string(multiple));
+  const double p = std::max(0.0, std::min(1.0, progress));
+  const double length = static_cast<double>(min_tokens) *
+                        std::pow(static_cast<double>(max_tokens) / static_cast<double>(min_tokens), p);
+  const int64_t rounded = static_cast<int64_t>(length) / multiple * multiple;
+  return std::max(min_tokens, std::min(max_tokens, rounded));
+}
+
+}  // namespace namm

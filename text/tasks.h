@@ -1,0 +1,130 @@
+// Synthetic long-context tasks the language host is trained on from scratch
+// and NAMMs are evolved on: retrieval and induction-style questions over a
+// context of a requested length, full of forgettable filler, look-alike
+// distractors and superseded values, with short (1-6 token) answers.
+//
+// Every example is a pure function of (task, split, index, context_tokens):
+// the RNG seed is an injective packing of those four numbers pushed through a
+// bijective 64-bit mixer, so the train, validation and test seeds can never
+// coincide, and every random draw uses std::mt19937_64 with bounded draws and
+// shuffles written here (the standard distributions are implementation-defined),
+// so the ids are the same on every platform.
+//
+// Prompt layout (ids in builtin_tokenizer()):
+//   <bos> instruction . body ... <q> question <a>
+// and prompt.size() == context_tokens exactly. The answer follows <a>; a
+// training sequence appends <eos> (training_sequence()).
+//
+// Tasks (names as in task_names()):
+//   kv_retrieval       "k1 k2 : d d d ." pairs; <q> value of k1 k2 ? -> d d d
+//   kv_multi           same, two keys asked -> d d d d d d (metric: token F1)
+//   kv_update          keys reassigned several times; the latest value counts
+//   needle             "the secret of NAME is d d d d ." among look-alike
+//                      statements (other names, other attributes) and filler
+//   passage_retrieval  "paragraph d d d : ..." paragraphs with 4 keywords each;
+//                      <q> which paragraph has k1 k2 k3 k4 ? -> d d d
+//   variable_tracking  "var a = d d d ." "var b = a ." chains with decoy chains;
+//                      <q> what is var c ? -> d d d
+//   counting           names sprinkled in filler; <q> how many NAME ? -> d
+//
+// No torch here: ids are plain int64 vectors.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace namm {
+
+/// Which disjoint seed range an example comes from.
+enum class Split { kTrain = 0, kValidation = 1, kTest = 2 };
+
+/// "train", "validation", "test".
+const char* to_string(Split split);
+/// Parses "train", "validation" (or "val"), "test"; throws std::invalid_argument.
+Split parse_split(const std::string& text);
+
+/// How a prediction is scored against the answer.
+enum class TaskMetric {
+  kExact,  ///< 1 if the trimmed prediction equals the answer, else 0.
+  kF1,     ///< token-multiset F1 between trimmed prediction and answer.
+};
+
+/// A half-open range [begin, end) of prompt token positions.
+struct TokenSpan {
+  int64_t begin = 0;
+  int64_t end = 0;
+};
+
+/// One generated example.
+struct TaskExample {
+  std::string task;                    ///< task name.
+  Split split = Split::kTrain;
+  int64_t index = 0;                   ///< example index within (task, split).
+  uint64_t seed = 0;                   ///< the RNG seed it was generated from.
+  std::vector<int64_t> prompt;         ///< [T] ids: <bos> ... <q> question <a>.
+  std::vector<int64_t> answer;         ///< [A] ids, 1..6 tokens, no <eos>.
+  std::string answer_text;             ///< answer decoded ("4 1 2").
+  std::vector<TokenSpan> evidence;     ///< prompt spans needed to answer (target record(s)).
+  std::vector<TokenSpan> distractors;  ///< prompt spans of competing records (look-alikes,
+                                       ///< other keys, superseded values, decoy chains).
+  int64_t num_distractors = 0;         ///< distractors.size().
+  int64_t num_lookalikes = 0;          ///< distractors built to resemble the evidence.
+  int64_t question_begin = 0;          ///< position of <q> in the prompt.
+};
+
+/// The task names, in a fixed order (new tasks are only ever appended).
+const std::vector<std::string>& task_names();
+
+/// The metric a task is scored with (kF1 for kv_multi, kExact otherwise);
+/// throws std::invalid_argument for an unknown task.
+TaskMetric task_metric(const std::string& task);
+
+/// The smallest context_tokens make_example accepts for a task.
+int64_t min_context_tokens(const std::string& task);
+
+/// The seed of one example: bijective mix of (split, task, context_tokens, index)
+/// packed into 2 + 6 + 20 + 36 bits; throws std::invalid_argument if a value
+/// does not fit (index >= 2^36, context_tokens >= 2^20).
+uint64_t example_seed(const std::string& task, Split split, int64_t index, int64_t context_tokens);
+
+/// Generates one example whose prompt has exactly context_tokens ids.
+/// Throws std::invalid_argument for an unknown task, a negative index or
+/// context_tokens below min_context_tokens(task).
+TaskExample make_example(const std::string& task, Split split, int64_t index, int64_t context_tokens);
+
+/// Examples first_index .. first_index + count - 1 of one task and split.
+std::vector<TaskExample> make_examples(const std::string& task, Split split, int64_t first_index,
+                                       int64_t count, int64_t context_tokens);
+
+/// prompt + answer + <eos>: [T + A + 1] ids for teacher-forced training; the
+/// answer's loss positions are prompt.size() - 1 .. prompt.size() + A - 1.
+std::vector<int64_t> training_sequence(const TaskExample& example);
+
+/// A prediction cut at its first <eos> or <pad> (generation may run on).
+std::vector<int64_t> trim_prediction(const std::vector<int64_t>& prediction);
+
+/// 1.0 if trim_prediction(prediction) == answer, else 0.0.
+double score_exact(const std::vector<int64_t>& prediction, const std::vector<int64_t>& answer);
+
+/// Token F1 over multisets: 2PR / (P + R) of trim_prediction(prediction) vs answer;
+/// 1.0 when both are empty, 0.0 when exactly one is.
+double score_f1(const std::vector<int64_t>& prediction, const std::vector<int64_t>& answer);
+
+/// The task's own metric (task_metric) applied to a prediction.
+double score_task(const std::string& task, const std::vector<int64_t>& prediction,
+                  const std::vector<int64_t>& answer);
+
+/// A context-length schedule for training: lengths grow geometrically from
+/// min_tokens to max_tokens as progress goes 0 -> 1, rounded down to a
+/// multiple of `multiple` (never below min_tokens).
+struct Curriculum {
+  int64_t min_tokens = 128;
+  int64_t max_tokens = 2048;
+  int64_t multiple = 64;
+
+  /// context_tokens at progress in [0, 1] (clamped).
+  int64_t context_tokens(double progress) const;
+};
+
+}  // namespace namm
