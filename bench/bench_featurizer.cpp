@@ -14,10 +14,12 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <functional>
 #include <string>
@@ -83,6 +85,12 @@ at::Tensor stft_update(const at::Tensor& attention, const at::Tensor& carry, con
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int a = 1; a < argc; ++a) {
+    if (argv[a][0] == '-' || (argv[a][0] != 0 && std::atof(argv[a]) <= 0 && std::isdigit(static_cast<unsigned char>(argv[a][0])))) {
+      std::fprintf(stderr, "%s\n", "usage: namm_bench_featurizer [heads=16] [tokens=4096] [queries=512] [reps=7] [both|ours|stft]");
+      return argv[a][1] == 'h' || std::strcmp(argv[a], "--help") == 0 ? 0 : 2;
+    }
+  }
   const int64_t H = argc > 1 ? std::atoll(argv[1]) : 16;
   const int64_t T = argc > 2 ? std::atoll(argv[2]) : 4096;
   const int64_t Q = argc > 3 ? std::atoll(argv[3]) : 512;

@@ -32,6 +32,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -191,6 +192,12 @@ std::pair<double, double> time_matmul(int64_t m, int64_t k, int64_t n, int reps)
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int a = 1; a < argc; ++a) {
+    if (argv[a][0] == '-' || (argv[a][0] != 0 && std::atof(argv[a]) <= 0 && std::isdigit(static_cast<unsigned char>(argv[a][0])))) {
+      std::fprintf(stderr, "%s\n", "usage: namm_bench_namm_update [reps=5] [threads=2] [wall|cpu]");
+      return argv[a][1] == 'h' || std::strcmp(argv[a], "--help") == 0 ? 0 : 2;
+    }
+  }
   const int kReps = argc > 1 ? std::max(1, std::atoi(argv[1])) : 5;
   at::set_num_threads(argc > 2 ? std::max(1, std::atoi(argv[2])) : 2);
   g_cpu_clock = argc > 3 && std::strcmp(argv[3], "cpu") == 0;

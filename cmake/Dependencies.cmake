@@ -6,9 +6,13 @@ pkg_check_modules(FFTW3F REQUIRED IMPORTED_TARGET fftw3f)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(Boost 1.74 REQUIRED COMPONENTS program_options)
 find_package(Threads REQUIRED)
+find_package(OpenMP REQUIRED COMPONENTS CXX)
 
 # torch's imported target brings -D_GLIBCXX_USE_CXX11_ABI and friends; wrap it
 # once so every folder links the same thing.
 add_library(namm_torch INTERFACE)
 target_link_libraries(namm_torch INTERFACE ${TORCH_LIBRARIES})
 target_include_directories(namm_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
+# at::parallel_for is a header template whose `#pragma omp parallel` is
+# compiled into OUR objects: without OpenMP flags it silently runs on one thread.
+target_link_libraries(namm_torch INTERFACE OpenMP::OpenMP_CXX)

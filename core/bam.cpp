@@ -182,26 +182,39 @@ at::Tensor bam_scores(const at::Tensor& features, const at::Tensor& params,
   const int64_t block = std::min(query_block > 0 ? query_block : kDefaultQueryBlock, num_tokens);
   at::Tensor o = at::empty({num_tokens, hid}, x.options());            // [T, hid]
   at::Tensor row_sums = at::empty({num_tokens}, x.options());          // [T]
-  at::Tensor buffer = at::empty({block * num_tokens}, x.options());    // holds one [b, T-s] block
   float* sums = row_sums.data_ptr<float>();
   const at::Tensor k_t = k_c.t();  // [hid, T]
-  for (int64_t start = 0; start < num_tokens; start += block) {
+  // one block of rows [start, start + rows) against its key suffix, into a
+  // caller-owned scratch buffer of block * T floats.
+  const auto attend_block = [&](int64_t start, at::Tensor& buffer) {
     const int64_t rows = std::min(block, num_tokens - start);
     const int64_t keys = num_tokens - start;
     at::Tensor weights = buffer.narrow(0, 0, rows * keys).view({rows, keys});  // [b, T-s]
     at::mm_out(weights, q_scaled.narrow(0, start, rows), k_t.narrow(1, start, keys));
     float* data = weights.data_ptr<float>();
-    at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        float* row = data + r * keys;
-        std::fill(row, row + r, 0.0f);  // keys older than the query: masked
-        const int64_t i = start + r;
-        sums[i] = exp_shifted_row(row + r, keys - r, offset_data[i]);
-      }
-    });
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = data + r * keys;
+      std::fill(row, row + r, 0.0f);  // keys older than the query: masked
+      const int64_t i = start + r;
+      sums[i] = exp_shifted_row(row + r, keys - r, offset_data[i]);
+    }
     at::Tensor out_rows = o.narrow(0, start, rows);  // contiguous [b, hid]
     at::mm_out(out_rows, weights, v_c.narrow(0, start, keys));
-  }
+  };
+  // blocks run in parallel, each thread on single-threaded matmuls: small
+  // per-block matmuls split over threads would spend their time in sync.
+  // Block b has T - b*block keys, so blocks are dealt in pairs (b, last - b)
+  // of equal total work to keep the threads balanced.
+  const int64_t num_blocks = (num_tokens + block - 1) / block;
+  const int64_t num_pairs = (num_blocks + 1) / 2;
+  at::parallel_for(0, num_pairs, 1, [&](int64_t pair_begin, int64_t pair_end) {
+    at::Tensor buffer = at::empty({block * num_tokens}, x.options());
+    for (int64_t pair = pair_begin; pair < pair_end; ++pair) {
+      attend_block(pair * block, buffer);
+      const int64_t mirror = num_blocks - 1 - pair;
+      if (mirror != pair) attend_block(mirror * block, buffer);
+    }
+  });
   // o [T, hid] /= row sums
   o.div_(row_sums.unsqueeze(1));
   // rows whose logits may exceed offset + 87 (exp clamps at kMaxExponent,
