@@ -1,5 +1,6 @@
 // `namm score`: a NAMM's score for every cached token of an attention stack,
 // as one update of one layer from an empty state.
+#include "apps/attention_input.h"
 #include "apps/options.h"
 #include "core/namm_model.h"
 #include "core/namm_policy.h"
@@ -24,15 +25,8 @@ int run_score(const std::vector<std::string>& args) {
   model.normalizer.freeze();  // score with the stored statistics, never learn from this input
   const int64_t hop = model.config.spectrogram.hop;
 
-  const at::Tensor attention = read_npy(attention_path);
-  const auto fail = [&](const std::string& why) { return std::runtime_error(attention_path + ": " + why); };
-  if (attention.dim() != 3) throw fail("expected [heads, queries, keys], got " + std::to_string(attention.dim()) + " dimensions");
-  if (attention.scalar_type() != at::kFloat) throw fail("expected float32 attention");
+  const at::Tensor attention = read_attention_stack(attention_path, hop);  // [H, Q, K]
   const int64_t heads = attention.size(0), queries = attention.size(1), keys = attention.size(2);
-  if (heads == 0 || queries == 0 || keys == 0) throw fail("empty attention stack");
-  if (queries % hop != 0) throw fail("queries (" + std::to_string(queries) + ") must be a multiple of the model's hop (" + std::to_string(hop) + ")");
-  if (keys < queries) throw fail("keys (" + std::to_string(keys) + ") must be at least queries (" + std::to_string(queries) + ")");
-  if (!at::isfinite(attention).all().item<bool>()) throw fail("attention holds NaN or infinite values");
 
   NammPolicy policy(std::make_shared<const NammModel>(std::move(model)));
   LayerObservation observation;

@@ -1,5 +1,6 @@
 // `namm spectrogram`: the NAMM's attention features of an attention stack,
 // for checking our numbers against an independent implementation.
+#include "apps/attention_input.h"
 #include "apps/options.h"
 #include "core/npy.h"
 #include "core/spectrogram.h"
@@ -25,15 +26,8 @@ int run_spectrogram(const std::vector<std::string>& args) {
   if (spectrogram.hop < 1 || spectrogram.hop > spectrogram.n_fft) throw UsageError("--hop must be in [1, n_fft], got " + std::to_string(spectrogram.hop));
   if (!(spectrogram.ema_gamma > 0 && spectrogram.ema_gamma < 1)) throw UsageError("--gamma must be in (0, 1)");
 
-  const at::Tensor attention = read_npy(attention_path);
-  const auto fail = [&](const std::string& why) { return std::runtime_error(attention_path + ": " + why); };
-  if (attention.dim() != 3) throw fail("expected [heads, queries, keys], got " + std::to_string(attention.dim()) + " dimensions");
-  if (attention.scalar_type() != at::kFloat) throw fail("expected float32 attention");
-  const int64_t heads = attention.size(0), queries = attention.size(1), keys = attention.size(2);
-  if (heads == 0 || queries == 0 || keys == 0) throw fail("empty attention stack");
-  if (queries % spectrogram.hop != 0) throw fail("queries (" + std::to_string(queries) + ") must be a multiple of the hop (" + std::to_string(spectrogram.hop) + ")");
-  if (keys < queries) throw fail("keys (" + std::to_string(keys) + ") must be at least queries (" + std::to_string(queries) + "): the last `queries` keys are the queries' own tokens");
-  if (!at::isfinite(attention).all().item<bool>()) throw fail("attention holds NaN or infinite values");
+  const at::Tensor attention = read_attention_stack(attention_path, spectrogram.hop);  // [H, Q, K]
+  const int64_t heads = attention.size(0), queries = attention.size(1);
 
   const SpectrogramFeaturizer featurizer(spectrogram);
   std::vector<at::Tensor> per_head;

@@ -19,6 +19,9 @@ const std::vector<Command>& commands() {
       {"demo", "run the main job on the shipped models and a built-in example", namm::app::run_demo},
       {"spectrogram", "attention spectrogram / EMA features of an attention stack (.npy)", namm::app::run_spectrogram},
       {"score", "NAMM token scores of an attention stack (.npy) with a model", namm::app::run_score},
+      {"train-lm", "train the language host on the long-context task suite", namm::app::run_train_lm},
+      {"evolve", "evolve a NAMM with CMA-ES on the language tasks", namm::app::run_evolve},
+      {"eval-text", "compare memory policies on the held-out language tasks", namm::app::run_eval_text},
   };
   return table;
 }

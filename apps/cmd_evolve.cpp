@@ -1,0 +1,131 @@
+// `namm evolve`: evolves a NAMM with CMA-ES on the language tasks in
+// incremental stages, checkpointing every generation; run it again with the
+// same options to resume. Ctrl-C drops the generation under way and keeps the
+// last checkpoint (a second Ctrl-C kills at once; checkpoints are atomic).
+#include "apps/options.h"
+#include "text/evolution.h"
+#include "text/text_eval.h"
+
+#include <ATen/Parallel.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+namespace namm::app {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_interrupt(int) {
+  g_stop = true;
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process
+}
+
+// `git rev-parse HEAD` of the working directory, or "" outside a repository.
+std::string git_commit() {
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen("git rev-parse HEAD 2>/dev/null", "r"), pclose);
+  if (!pipe) return "";
+  char buffer[128] = {0};
+  std::string out;
+  while (std::fgets(buffer, sizeof(buffer), pipe.get()) != nullptr) out += buffer;
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+}  // namespace
+
+int run_evolve(const std::vector<std::string>& args) {
+  std::string lm_dir, out_path, checkpoint_dir, log_path;
+  std::vector<std::string> stage_texts;
+  std::vector<int64_t> contexts;
+  int64_t generations = 10, population = 32, prompts = 8, delay = 512, chunk = 128, answer_tokens = 8, stop_after = 0;
+  double sigma = 0.065;
+  uint64_t seed = 0;
+  int threads = 2;
+  bool no_share = false;
+  po::options_description options("options");
+  options.add_options()
+      ("lm", po::value(&lm_dir)->required(), "language model checkpoint directory (Hugging Face Llama layout)")
+      ("out", po::value(&out_path)->required(), "the evolved NAMM (.safetensors), written when every stage ran")
+      ("stage", po::value(&stage_texts)->required(), "a stage: tasks joined by commas, optionally :GENERATIONS; repeat for incremental stages (e.g. --stage kv_retrieval --stage kv_retrieval,needle)")
+      ("generations", po::value(&generations)->default_value(10), "generations of a stage that names none")
+      ("population", po::value(&population)->default_value(32), "CMA-ES population (lambda)")
+      ("sigma", po::value(&sigma)->default_value(0.065), "initial CMA-ES step size")
+      ("seed", po::value(&seed)->default_value(0), "CMA-ES sampling seed")
+      ("prompts-per-task", po::value(&prompts)->default_value(8), "fresh TRAIN prompts per task per generation (the paper: 64)")
+      ("context-tokens", po::value(&contexts)->multitoken(), "prompt lengths, cycled over a batch (default 1024)")
+      ("delay", po::value(&delay)->default_value(512), "tokens between NAMM updates (a multiple of 16)")
+      ("prompt-chunk", po::value(&chunk)->default_value(128), "most prompt tokens fed at once")
+      ("max-answer-tokens", po::value(&answer_tokens)->default_value(8), "greedy answer length limit")
+      ("threads", po::value(&threads)->default_value(2), "worker threads (one torch thread each)")
+      ("checkpoint-dir", po::value(&checkpoint_dir), "checkpoint directory (default: OUT.ckpt); an existing checkpoint is resumed")
+      ("log", po::value(&log_path), "JSONL log, one line per generation (default: CHECKPOINT_DIR/log.jsonl)")
+      ("stop-after", po::value(&stop_after)->default_value(0), "return after this many generations of this call (0: run to the end)")
+      ("no-shared-prefix", po::bool_switch(&no_share), "feed every prompt from scratch for every candidate (slower, same results)");
+  po::variables_map vm;
+  if (!parse_options("evolve", "--lm DIR --out NAMM.safetensors --stage TASKS[:GENS] [--stage ...] [options]", options,
+                     args, vm)) {
+    return 0;
+  }
+
+  EvolutionOptions evolution;
+  try {
+    for (const std::string& text : stage_texts) evolution.stages.push_back(EvolutionStage::parse(text, generations));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  evolution.population = population;
+  evolution.initial_sigma = sigma;
+  evolution.seed = seed;
+  evolution.prompts_per_task = prompts;
+  if (!contexts.empty()) evolution.context_tokens = contexts;
+  evolution.namm.delay = delay;
+  evolution.fitness.answer.delay = delay;
+  evolution.fitness.answer.prompt_chunk = chunk;
+  evolution.fitness.answer.max_answer_tokens = answer_tokens;
+  evolution.fitness.threads = threads;
+  evolution.fitness.share_prefix = !no_share;
+  evolution.checkpoint_dir = checkpoint_dir.empty() ? out_path + ".ckpt" : checkpoint_dir;
+  evolution.output_path = out_path;
+  evolution.log_path = log_path;
+  evolution.lm_checkpoint = lm_dir;
+  evolution.git_commit = git_commit();
+  evolution.command_line = "namm evolve";
+  for (const std::string& arg : args) evolution.command_line += " " + arg;
+  evolution.stop_after_generations = stop_after;
+  try {
+    evolution.validate();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+
+  const Llama model = load_task_model(lm_dir);
+  std::cout << "language model: " << model->config().summary() << "\n"
+            << "checkpoints: " << evolution.checkpoint_dir << "\n" << std::flush;
+  evolution.progress = &std::cout;
+  g_stop = false;
+  evolution.stop = &g_stop;
+  auto* previous = std::signal(SIGINT, on_interrupt);
+  EvolutionResult result;
+  try {
+    result = evolve(model, evolution);
+  } catch (...) {
+    std::signal(SIGINT, previous);
+    throw;
+  }
+  std::signal(SIGINT, previous);
+
+  if (result.finished) {
+    std::cout << "done: " << result.generations_done << " generations, mean fitness " << result.final_fitness
+              << "; NAMM written to " << out_path << "\n";
+    return 0;
+  }
+  std::cout << (g_stop ? "interrupted" : "paused") << " after " << result.generations_done
+            << " generations; run the same command again to resume from " << evolution.checkpoint_dir << "\n";
+  return g_stop ? 130 : 0;
+}
+
+}  // namespace namm::app

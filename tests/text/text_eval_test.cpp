@@ -1,0 +1,175 @@
+// Pins text/text_eval.h: answering with the full cache is greedy generate();
+// the shared prefix changes nothing; threads change nothing; the eval-text
+// comparison lists every policy and task and runs the baselines at the NAMM's
+// retained fraction.
+#include "text/text_eval.h"
+
+#include "adapters/memory_controller.h"
+#include "core/namm_model.h"
+#include "core/namm_policy.h"
+#include "text/generation.h"
+#include "text/tokenizer.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <memory>
+
+namespace namm {
+namespace {
+
+Llama tiny_task_model() {
+  at::set_num_threads(2);
+  LlamaConfig config;
+  config.vocab_size = builtin_tokenizer().vocab_size();
+  config.hidden_size = 32;
+  config.intermediate_size = 48;
+  config.num_hidden_layers = 2;
+  config.num_attention_heads = 4;
+  config.num_key_value_heads = 2;
+  config.max_position_embeddings = 512;
+  config.initializer_range = 0.3;  // peaked predictions
+  at::manual_seed(7);
+  return Llama(config);
+}
+
+AnswerOptions small_answer(int64_t delay = 32) {
+  AnswerOptions options;
+  options.delay = delay;
+  options.prompt_chunk = 16;
+  options.max_answer_tokens = 5;
+  return options;
+}
+
+// a NAMM that keeps roughly part of the cache: random parameters
+std::shared_ptr<const NammModel> random_namm(int64_t delay, double scale, uint64_t seed) {
+  NammConfig config;
+  config.delay = delay;
+  NammModel model = NammModel::zeros(config);
+  at::manual_seed(seed);
+  model.params = at::randn({config.bam.param_count()}, at::kFloat) * scale;
+  return std::make_shared<const NammModel>(std::move(model));
+}
+
+TEST(TextEval, FullCacheAnswerEqualsGreedyGenerate) {
+  const Llama model = tiny_task_model();
+  const AnswerOptions options = small_answer();
+  for (int64_t index = 0; index < 3; ++index) {
+    const TaskExample example = make_example("kv_retrieval", Split::kTrain, index, 128);
+    const ExampleOutcome outcome = answer_example(model, example, PolicySpec{}, options);
+
+    GenerationOptions generation;
+    generation.max_new_tokens = options.max_answer_tokens;
+    generation.stop_token_ids = {Tokenizer::kEos};
+    generation.prompt_chunk = options.prompt_chunk;
+    const GenerationResult reference = generate(model, at::tensor(example.prompt, at::kLong), generation);
+    ASSERT_FALSE(reference.tokens.empty());
+    EXPECT_EQ(outcome.prediction, trim_prediction(reference.tokens)) << "example " << index;
+    EXPECT_EQ(outcome.score, score_task("kv_retrieval", outcome.prediction, example.answer));
+    EXPECT_EQ(outcome.retained_fraction, 1.0);
+    EXPECT_EQ(outcome.final_cache_fraction, 1.0);
+    EXPECT_EQ(outcome.policy_updates, 128 / options.delay);  // the few answer tokens never reach another update
+  }
+}
+
+TEST(TextEval, SharedPrefixGivesTheSameOutcomeAsFromScratch) {
+  const Llama model = tiny_task_model();
+  const int num_layers = 2;
+  for (int64_t context : {64, 128}) {  // prompt == delay, prompt > delay
+    const AnswerOptions options = small_answer(64);
+    const TaskExample example = make_example("needle", Split::kTrain, 3, context);
+    const SharedPrefix prefix = prefill_shared_prefix(model, example, options);
+    ASSERT_EQ(prefix.length, 64);
+    PolicySpec namm;
+    namm.name = "namm";
+    namm.namm_model = random_namm(64, 0.5, 3);
+    PolicySpec h2o;
+    h2o.name = "h2o";
+    h2o.budget = Budget{0, 0.4};
+    for (const PolicySpec& spec : {namm, h2o, PolicySpec{}}) {
+      ControllerOptions controller_options;
+      controller_options.delay = options.delay;
+      MemoryController scratch(make_policy(spec), num_layers, controller_options);
+      MemoryController shared(make_policy(spec), num_layers, controller_options);
+      const ExampleOutcome a = answer_with_controller(model, example, scratch, options);
+      const ExampleOutcome b = answer_with_controller(model, example, shared, options, &prefix);
+      EXPECT_EQ(a.prediction, b.prediction) << spec.name << " at " << context;
+      EXPECT_EQ(a.retained_fraction, b.retained_fraction) << spec.name << " at " << context;
+      EXPECT_EQ(a.final_cache_fraction, b.final_cache_fraction) << spec.name << " at " << context;
+      EXPECT_EQ(a.policy_updates, b.policy_updates);
+      if (spec.name != "full") {
+        EXPECT_LT(a.final_cache_fraction, 1.0) << spec.name << " evicted nothing";
+      }
+    }
+    // the prefix itself is untouched by the candidates that continued from it
+    EXPECT_EQ(prefix.state.caches[0].length(0), 64);
+  }
+}
+
+TEST(TextEval, ParallelEvaluationEqualsSequential) {
+  const Llama model = tiny_task_model();
+  std::vector<TaskExample> examples;
+  for (int64_t i = 0; i < 3; ++i) examples.push_back(make_example("kv_multi", Split::kTrain, i, 96));
+  examples.push_back(make_example("needle", Split::kTrain, 0, 96));
+  PolicySpec namm;
+  namm.name = "namm";
+  namm.namm_model = random_namm(32, 0.5, 5);
+  PolicySpec tova;
+  tova.name = "tova";
+  tova.budget = Budget{0, 0.5};
+  const std::vector<PolicySpec> policies = {PolicySpec{}, namm, tova};
+  const auto one = evaluate_policies(model, examples, policies, 1, small_answer());
+  const auto two = evaluate_policies(model, examples, policies, 2, small_answer());
+  ASSERT_EQ(one.size(), 3u);
+  for (size_t p = 0; p < policies.size(); ++p) {
+    ASSERT_EQ(one[p].outcomes.size(), examples.size());
+    for (size_t e = 0; e < examples.size(); ++e) {
+      EXPECT_EQ(one[p].outcomes[e].prediction, two[p].outcomes[e].prediction) << policies[p].name << " " << e;
+      EXPECT_EQ(one[p].outcomes[e].score, two[p].outcomes[e].score);
+      EXPECT_EQ(one[p].outcomes[e].retained_fraction, two[p].outcomes[e].retained_fraction);
+    }
+    EXPECT_EQ(one[p].tasks.size(), 2u);
+    EXPECT_EQ(one[p].tasks.at("kv_multi").examples, 3);
+  }
+  EXPECT_LT(one[1].mean_retained_fraction, 1.0);
+  EXPECT_EQ(one[0].mean_retained_fraction, 1.0);
+}
+
+TEST(TextEval, ComparisonListsEveryPolicyAndTaskAtTheNammsBudget) {
+  const Llama model = tiny_task_model();
+  TextComparisonOptions options;
+  options.tasks = {"kv_retrieval", "needle"};
+  options.examples_per_task = 2;
+  options.context_tokens = {192};
+  options.threads = 2;
+  options.answer = small_answer(32);
+  const TextComparison comparison = compare_policies(model, random_namm(32, 0.5, 9), options);
+  ASSERT_EQ(comparison.rows.size(), options.policies.size());
+  const double namm_fraction = comparison.namm_retained_fraction;
+  ASSERT_GT(namm_fraction, 0.05);
+  ASSERT_LT(namm_fraction, 0.95);
+  const std::string markdown = comparison.to_markdown();
+  const nlohmann::json parsed = nlohmann::json::parse(comparison.to_json());
+  ASSERT_EQ(parsed["rows"].size(), options.policies.size());
+  for (size_t i = 0; i < options.policies.size(); ++i) {
+    const ComparisonRow& row = comparison.rows[i];
+    EXPECT_EQ(row.policy, options.policies[i]);
+    EXPECT_NE(markdown.find("| " + row.policy + " |"), std::string::npos) << row.policy;
+    for (const std::string& task : options.tasks) {
+      EXPECT_EQ(row.tasks.count(task), 1u) << row.policy << " " << task;
+      EXPECT_TRUE(parsed["rows"][i]["tasks"].contains(task));
+    }
+    if (row.policy == "full") {
+      EXPECT_EQ(row.mean_retained_fraction, 1.0);
+    } else {
+      // every pruning policy ran at (about) the NAMM's mean cache size
+      EXPECT_NEAR(row.mean_retained_fraction, namm_fraction, 0.05) << row.policy;
+    }
+  }
+  for (const std::string& task : options.tasks) EXPECT_NE(markdown.find(task), std::string::npos);
+}
+
+}  // namespace
+}  // namespace namm

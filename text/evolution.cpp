@@ -1,0 +1,680 @@
+// evolution: see evolution.h
+#include "text/evolution.h"
+
+#include "adapters/memory_controller.h"
+#include "core/atomic_file.h"
+#include "core/cma_es.h"
+#include "core/namm_policy.h"
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+namespace namm {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr const char* kStateFile = "state.json";
+constexpr const char* kStateFormat = "namm-evolution";
+constexpr int kStateVersion = 1;
+const double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+json number_or_null(double value) { return std::isfinite(value) ? json(value) : json(); }
+double number_from(const json& value) { return value.is_null() ? kNaN : value.get<double>(); }
+
+std::vector<double> to_vector(const at::Tensor& tensor) {
+  const at::Tensor t = tensor.to(at::kDouble).contiguous();
+  return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+}
+
+// Running union of normaliser statistics (Chan et al.'s parallel merge).
+struct StatisticsPool {
+  double count = 0.0;
+  at::Tensor mean, var;  // [F] float64
+
+  void add(const FeatureNormalizer& other) {
+    const double nb = other.count();
+    if (nb <= 0.0) return;
+    if (count == 0.0) {
+      count = nb;
+      mean = other.mean().to(at::kDouble).clone();
+      var = other.variance().to(at::kDouble).clone();
+      return;
+    }
+    const double total = count + nb;
+    const at::Tensor delta = other.mean() - mean;  // [F]
+    const at::Tensor m2 = var * count + other.variance() * nb + delta.pow(2) * (count * nb / total);
+    mean = mean + delta * (nb / total);
+    var = m2 / total;
+    count = total;
+  }
+};
+
+// A NAMM with base's config and normaliser and the given parameters [P].
+NammModel namm_with_params(const NammConfig& config, const FeatureNormalizer& normalizer, const at::Tensor& params) {
+  NammModel model;
+  model.config = config;
+  model.normalizer = normalizer;
+  model.params = params.to(at::kFloat).contiguous().clone();  // [P]
+  return model;
+}
+
+uint64_t stage_seed(uint64_t seed, int64_t stage) {
+  // distinct sampling streams per stage, stage 0 keeps the user's seed
+  return seed + static_cast<uint64_t>(stage) * 0x9E3779B97F4A7C15ull;
+}
+
+std::unique_ptr<CmaEs> new_stage_cma(const EvolutionOptions& options, int64_t stage, const at::Tensor& mean) {
+  CmaEsOptions cma;
+  cma.dimension = options.namm.bam.param_count();
+  cma.population = options.population;
+  cma.initial_sigma = options.initial_sigma;
+  if (mean.defined()) cma.initial_mean = to_vector(mean);
+  cma.seed = stage_seed(options.seed, stage);
+  cma.active = options.active_cma;
+  return std::make_unique<CmaEs>(cma);
+}
+
+// The first key path where two JSON values differ ("" when equal).
+std::string first_difference(const json& a, const json& b, const std::string& path) {
+  if (a == b) return "";
+  if (a.is_object() && b.is_object()) {
+    std::set<std::string> keys;
+    for (auto it = a.begin(); it != a.end(); ++it) keys.insert(it.key());
+    for (auto it = b.begin(); it != b.end(); ++it) keys.insert(it.key());
+    for (const std::string& key : keys) {
+      const std::string sub = path.empty() ? key : path + "." + key;
+      if (!a.contains(key) || !b.contains(key)) return sub;
+      const std::string found = first_difference(a[key], b[key], sub);
+      if (!found.empty()) return found;
+    }
+  }
+  return path.empty() ? "(root)" : path;
+}
+
+// Where a run stands between generations: everything a resume needs besides CMA-ES.
+struct RunState {
+  int64_t stage = 0;
+  int64_t generation = 0;  // completed over the run
+  bool finished = false;
+  FeatureNormalizer normalizer;
+  std::map<std::string, int64_t> next_index;  // per task: the next TRAIN example index
+  double last_mean_fitness = kNaN;
+  double elapsed_seconds = 0.0;
+};
+
+std::string cma_file_name(int64_t generation) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof(buffer), "cma-%06lld.safetensors", static_cast<long long>(generation));
+  return buffer;
+}
+
+void save_checkpoint(const std::string& dir, const EvolutionOptions& options, const RunState& state,
+                     const CmaEs& cma, const std::string& previous_cma_file) {
+  const std::string cma_name = cma_file_name(state.generation);
+  cma.save((fs::path(dir) / cma_name).string());
+  json out;
+  out["format"] = kStateFormat;
+  out["version"] = kStateVersion;
+  out["options"] = json::parse(options.fingerprint_json());
+  out["stage"] = state.stage;
+  out["generation"] = state.generation;
+  out["finished"] = state.finished;
+  out["cma_file"] = cma_name;
+  const FeatureNormalizer& norm = state.normalizer;
+  out["normalizer"] = {{"count", norm.count()},
+                       {"frozen", norm.frozen()},
+                       {"mean", norm.mean().defined() ? to_vector(norm.mean()) : std::vector<double>{}},
+                       {"variance", norm.variance().defined() ? to_vector(norm.variance()) : std::vector<double>{}}};
+  out["next_index"] = state.next_index;
+  out["last_mean_fitness"] = number_or_null(state.last_mean_fitness);
+  out["elapsed_seconds"] = state.elapsed_seconds;
+  // state.json names the CMA file, so it goes last; the old CMA file goes after
+  write_file_atomically((fs::path(dir) / kStateFile).string(), out.dump(1) + "\n");
+  if (!previous_cma_file.empty() && previous_cma_file != cma_name) {
+    std::error_code ignored;
+    fs::remove(fs::path(dir) / previous_cma_file, ignored);
+  }
+}
+
+// Loads dir/state.json and its CMA file into state and cma; false when there is no checkpoint.
+bool load_checkpoint(const std::string& dir, const EvolutionOptions& options, RunState& state,
+                     std::unique_ptr<CmaEs>& cma, std::string& cma_file) {
+  const std::string path = (fs::path(dir) / kStateFile).string();
+  if (!fs::exists(path)) return false;
+  const std::string text = read_file(path);
+  try {
+    const json in = json::parse(text);
+    if (!in.is_object() || in.value("format", "") != kStateFormat) {
+      throw std::runtime_error("not a namm evolution checkpoint (format is not '" + std::string(kStateFormat) + "')");
+    }
+    if (in.at("version").get<int>() != kStateVersion) {
+      throw std::runtime_error("checkpoint version " + in.at("version").dump() + ", this program reads " +
+                               std::to_string(kStateVersion));
+    }
+    const json expected = json::parse(options.fingerprint_json());
+    const std::string difference = first_difference(in.at("options"), expected, "");
+    if (!difference.empty()) {
+      throw std::runtime_error("checkpoint was made with other options (first difference: '" + difference +
+                               "'); resume with the same options or use another checkpoint directory");
+    }
+    state.stage = in.at("stage").get<int64_t>();
+    state.generation = in.at("generation").get<int64_t>();
+    state.finished = in.at("finished").get<bool>();
+    if (state.stage < 0 || state.stage > static_cast<int64_t>(options.stages.size())) {
+      throw std::runtime_error("stage " + std::to_string(state.stage) + " out of range");
+    }
+    const json& norm = in.at("normalizer");
+    const int64_t features = options.namm.spectrogram.num_freqs();
+    state.normalizer = FeatureNormalizer(features);
+    if (norm.at("frozen").get<bool>()) {
+      const std::vector<double> mean = norm.at("mean").get<std::vector<double>>();
+      const std::vector<double> var = norm.at("variance").get<std::vector<double>>();
+      if (static_cast<int64_t>(mean.size()) != features || static_cast<int64_t>(var.size()) != features) {
+        throw std::runtime_error("normalizer has " + std::to_string(mean.size()) + " means and " +
+                                 std::to_string(var.size()) + " variances for " + std::to_string(features) +
+                                 " features");
+      }
+      state.normalizer.set(at::tensor(mean, at::kDouble), at::tensor(var, at::kDouble),
+                           norm.at("count").get<double>());
+    }
+    state.next_index = in.at("next_index").get<std::map<std::string, int64_t>>();
+    state.last_mean_fitness = number_from(in.at("last_mean_fitness"));
+    state.elapsed_seconds = in.at("elapsed_seconds").get<double>();
+    cma_file = in.at("cma_file").get<std::string>();
+  } catch (const json::exception& e) {
+    throw std::runtime_error(path + ": corrupt evolution checkpoint: " + e.what());
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
+  cma = std::make_unique<CmaEs>(CmaEs::load((fs::path(dir) / cma_file).string()));  // names its file on error
+  if (cma->options().population != options.population ||
+      cma->options().dimension != options.namm.bam.param_count()) {
+    throw std::runtime_error((fs::path(dir) / cma_file).string() + ": CMA-ES state of population " +
+                             std::to_string(cma->options().population) + ", dimension " +
+                             std::to_string(cma->options().dimension) + " does not match the options");
+  }
+  return true;
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const long long s = static_cast<long long>(std::llround(seconds));
+  char buffer[64];
+  if (s >= 3600) {
+    std::snprintf(buffer, sizeof(buffer), "%lldh%02lldm", s / 3600, (s % 3600) / 60);
+  } else if (s >= 60) {
+    std::snprintf(buffer, sizeof(buffer), "%lldm%02llds", s / 60, s % 60);
+  } else {
+    std::snprintf(buffer, sizeof(buffer), "%llds", s);
+  }
+  return buffer;
+}
+
+std::string join(const std::vector<std::string>& items, const char* separator) {
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : separator) + item;
+  return out;
+}
+
+json provenance(const EvolutionOptions& options, const RunState& state, int64_t stage_done) {
+  std::vector<std::string> tasks;
+  json stages = json::array();
+  for (const EvolutionStage& stage : options.stages) {
+    stages.push_back({{"tasks", stage.tasks}, {"generations", stage.generations}});
+    for (const std::string& task : stage.tasks) {
+      if (std::find(tasks.begin(), tasks.end(), task) == tasks.end()) tasks.push_back(task);
+    }
+  }
+  json out;
+  out["command"] = "namm evolve";
+  if (!options.command_line.empty()) out["command_line"] = options.command_line;
+  out["tasks"] = tasks;
+  out["stages"] = stages;
+  out["stages_completed"] = stage_done;
+  out["generations"] = state.generation;
+  out["population"] = options.population;
+  out["initial_sigma"] = options.initial_sigma;
+  out["seed"] = options.seed;
+  out["prompts_per_task"] = options.prompts_per_task;
+  out["context_tokens"] = options.context_tokens;
+  out["delay"] = options.namm.delay;
+  out["git_commit"] = options.git_commit;
+  out["lm_checkpoint"] = options.lm_checkpoint;
+  out["final_fitness"] = number_or_null(state.last_mean_fitness);
+  out["normalizer_count"] = state.normalizer.count();
+  return out;
+}
+
+}  // namespace
+
+EvolutionStage EvolutionStage::parse(const std::string& text, int64_t default_generations) {
+  EvolutionStage stage;
+  std::string tasks = text;
+  stage.generations = default_generations;
+  const size_t colon = text.find(':');
+  if (colon != std::string::npos) {
+    tasks = text.substr(0, colon);
+    const std::string count = text.substr(colon + 1);
+    size_t used = 0;
+    try {
+      stage.generations = std::stoll(count, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != count.size() || count.empty()) {
+      throw std::invalid_argument("stage '" + text + "': generations '" + count + "' is not an integer");
+    }
+  }
+  std::stringstream stream(tasks);
+  for (std::string task; std::getline(stream, task, ',');) {
+    if (task.empty()) continue;
+    task_metric(task);  // throws naming an unknown task
+    if (std::find(stage.tasks.begin(), stage.tasks.end(), task) != stage.tasks.end()) {
+      throw std::invalid_argument("stage '" + text + "' names task '" + task + "' twice");
+    }
+    stage.tasks.push_back(task);
+  }
+  if (stage.tasks.empty()) throw std::invalid_argument("stage '" + text + "' names no task");
+  if (stage.generations < 1) {
+    throw std::invalid_argument("stage '" + text + "': generations must be >= 1, got " +
+                                std::to_string(stage.generations));
+  }
+  return stage;
+}
+
+double fitness_from_scores(const std::vector<double>& scores, const std::vector<double>& full,
+                           const std::vector<std::string>& tasks) {
+  if (scores.size() != full.size() || scores.size() != tasks.size()) {
+    throw std::invalid_argument("fitness_from_scores: " + std::to_string(scores.size()) + " scores, " +
+                                std::to_string(full.size()) + " full scores, " + std::to_string(tasks.size()) +
+                                " tasks");
+  }
+  std::vector<std::string> order;
+  std::map<std::string, std::pair<double, double>> sums;  // task -> (candidate, full)
+  for (size_t e = 0; e < scores.size(); ++e) {
+    if (!sums.count(tasks[e])) order.push_back(tasks[e]);
+    auto& sum = sums[tasks[e]];
+    if (!(full[e] > 0.0)) continue;  // no ratio without a full-cache score
+    sum.first += scores[e];
+    sum.second += full[e];
+  }
+  double total = 0.0;
+  int64_t counted = 0;
+  for (const std::string& task : order) {
+    const auto& [candidate, reference] = sums[task];
+    if (!(reference > 0.0)) continue;
+    total += candidate / reference;
+    ++counted;
+  }
+  return counted > 0 ? total / static_cast<double>(counted) : 1.0;
+}
+
+FitnessReport evaluate_candidates(const Llama& model, const NammModel& base, const at::Tensor& candidates,
+                                  const std::vector<TaskExample>& examples, const FitnessOptions& options) {
+  options.answer.validate();
+  const int64_t params = base.config.bam.param_count();
+  if (candidates.dim() != 2 || candidates.size(1) != params) {
+    throw std::invalid_argument("evaluate_candidates: candidates must be [K, " + std::to_string(params) + "], got " +
+                                c10::str(candidates.sizes()));
+  }
+  if (options.answer.delay != base.config.delay) {
+    throw std::invalid_argument("evaluate_candidates: answer delay " + std::to_string(options.answer.delay) +
+                                " != the NAMM's delay " + std::to_string(base.config.delay));
+  }
+  const int64_t k_count = candidates.size(0);
+  const int64_t e_count = static_cast<int64_t>(examples.size());
+  const int num_layers = static_cast<int>(model->config().num_hidden_layers);
+  const bool pool = !base.normalizer.frozen();
+
+  std::vector<std::shared_ptr<const NammModel>> models;
+  for (int64_t k = 0; k < k_count; ++k) {
+    models.push_back(std::make_shared<const NammModel>(namm_with_params(base.config, base.normalizer, candidates[k])));
+  }
+
+  FitnessReport report;
+  report.scores.assign(static_cast<size_t>(k_count), std::vector<double>(static_cast<size_t>(e_count), 0.0));
+  report.full_scores.assign(static_cast<size_t>(e_count), 0.0);
+  std::vector<std::vector<ExampleOutcome>> outcomes(static_cast<size_t>(k_count),
+                                                    std::vector<ExampleOutcome>(static_cast<size_t>(e_count)));
+  std::vector<double> full_seconds(static_cast<size_t>(e_count), 0.0);
+  std::vector<FeatureNormalizer> normalizers(pool ? static_cast<size_t>(k_count * e_count) : 0);
+  const auto stopped = [&] { return options.stop != nullptr && options.stop->load(); };
+
+  ControllerOptions controller_options;
+  controller_options.delay = options.answer.delay;
+  controller_options.record_statistics = false;
+
+  // a block of examples at a time: prefixes hold [delay, delay] attention rows per layer and head
+  const int64_t block = std::max<int64_t>(1, 2 * static_cast<int64_t>(options.threads));
+  for (int64_t first = 0; first < e_count && !stopped(); first += block) {
+    const int64_t count = std::min(block, e_count - first);
+    std::vector<SharedPrefix> prefixes(static_cast<size_t>(options.share_prefix ? count : 0));
+    std::vector<double> prefix_seconds(static_cast<size_t>(count), 0.0);
+    if (options.share_prefix) {
+      parallel_for_items(count, options.threads, [&](int64_t i) {
+        if (stopped()) return;
+        const auto start = std::chrono::steady_clock::now();
+        prefixes[static_cast<size_t>(i)] = prefill_shared_prefix(model, examples[static_cast<size_t>(first + i)], options.answer);
+        prefix_seconds[static_cast<size_t>(i)] = seconds_since(start);
+      });
+    }
+    for (double s : prefix_seconds) report.prefix_seconds += s;
+    // item (example i, policy j): j = 0 is the full cache, j = k + 1 candidate k
+    parallel_for_items(count * (k_count + 1), options.threads, [&](int64_t item) {
+      if (stopped()) return;
+      const int64_t i = item / (k_count + 1);
+      const int64_t k = item % (k_count + 1) - 1;
+      const size_t e = static_cast<size_t>(first + i);
+      std::unique_ptr<MemoryPolicy> policy;
+      if (k < 0) {
+        policy = make_policy(PolicySpec{});  // "full"
+      } else {
+        policy = std::make_unique<NammPolicy>(models[static_cast<size_t>(k)]);
+      }
+      MemoryController controller(std::make_unique<TimedPolicy>(std::move(policy)), num_layers, controller_options);
+      const SharedPrefix* prefix = options.share_prefix ? &prefixes[static_cast<size_t>(i)] : nullptr;
+      ExampleOutcome outcome = answer_with_controller(model, examples[e], controller, options.answer, prefix);
+      if (k < 0) {
+        report.full_scores[e] = outcome.score;
+        full_seconds[e] = outcome.seconds;
+        return;
+      }
+      if (pool) {
+        const auto& timed = static_cast<const TimedPolicy&>(controller.policy());
+        normalizers[static_cast<size_t>(k * e_count) + e] =
+            static_cast<const NammPolicy&>(timed.inner()).normalizer();
+      }
+      outcomes[static_cast<size_t>(k)][e] = std::move(outcome);
+    });
+  }
+  report.interrupted = stopped();
+  for (double s : full_seconds) report.full_seconds += s;
+
+  std::vector<std::string> tasks;
+  for (const TaskExample& example : examples) tasks.push_back(example.task);
+  for (double full : report.full_scores) report.informative_examples += full > 0.0 ? 1 : 0;
+  for (int64_t k = 0; k < k_count; ++k) {
+    double retained = 0.0;
+    for (int64_t e = 0; e < e_count; ++e) {
+      const ExampleOutcome& outcome = outcomes[static_cast<size_t>(k)][static_cast<size_t>(e)];
+      report.scores[static_cast<size_t>(k)][static_cast<size_t>(e)] = outcome.score;
+      retained += outcome.retained_fraction;
+      report.candidate_seconds += outcome.seconds;
+      report.candidate_prefill_seconds += outcome.prefill_seconds;
+      report.candidate_decode_seconds += outcome.decode_seconds;
+      report.candidate_policy_seconds += outcome.policy_seconds;
+    }
+    report.retained_fraction.push_back(e_count > 0 ? retained / static_cast<double>(e_count) : 1.0);
+    report.fitness.push_back(fitness_from_scores(report.scores[static_cast<size_t>(k)], report.full_scores, tasks));
+  }
+
+  if (pool) {
+    // merged in candidate and example order: independent of the schedule
+    StatisticsPool statistics;
+    for (const FeatureNormalizer& normalizer : normalizers) statistics.add(normalizer);
+    report.pooled_normalizer = FeatureNormalizer(base.config.spectrogram.num_freqs());
+    if (statistics.count > 0) {
+      report.pooled_normalizer.set(statistics.mean, statistics.var, statistics.count);
+    } else {
+      report.pooled_normalizer.freeze();  // nothing was seen (no update ran): identity from now on
+    }
+  }
+  return report;
+}
+
+void EvolutionOptions::validate() const {
+  if (stages.empty()) throw std::invalid_argument("evolution: no stages (give at least one --stage)");
+  for (const EvolutionStage& stage : stages) {
+    if (stage.tasks.empty()) throw std::invalid_argument("evolution: a stage has no tasks");
+    if (stage.generations < 1) {
+      throw std::invalid_argument("evolution: stage " + join(stage.tasks, ",") + " has " +
+                                  std::to_string(stage.generations) + " generations (must be >= 1)");
+    }
+    for (const std::string& task : stage.tasks) {
+      task_metric(task);
+      for (int64_t context : context_tokens) {
+        if (context < min_context_tokens(task)) {
+          throw std::invalid_argument("evolution: context_tokens " + std::to_string(context) + " below task " +
+                                      task + "'s minimum " + std::to_string(min_context_tokens(task)));
+        }
+      }
+    }
+  }
+  if (population < 2) throw std::invalid_argument("evolution: population must be >= 2, got " + std::to_string(population));
+  if (!(initial_sigma > 0)) {
+    throw std::invalid_argument("evolution: initial sigma must be > 0, got " + std::to_string(initial_sigma));
+  }
+  if (prompts_per_task < 1) {
+    throw std::invalid_argument("evolution: prompts_per_task must be >= 1, got " + std::to_string(prompts_per_task));
+  }
+  if (context_tokens.empty()) throw std::invalid_argument("evolution: no context lengths");
+  if (fitness.threads < 1) {
+    throw std::invalid_argument("evolution: threads must be >= 1, got " + std::to_string(fitness.threads));
+  }
+  namm.validate();
+  fitness.answer.validate();
+  if (fitness.answer.delay != namm.delay) {
+    throw std::invalid_argument("evolution: answer delay " + std::to_string(fitness.answer.delay) +
+                                " != NAMM delay " + std::to_string(namm.delay));
+  }
+}
+
+std::string EvolutionOptions::fingerprint_json() const {
+  json out;
+  json stage_list = json::array();
+  for (const EvolutionStage& stage : stages) {
+    stage_list.push_back({{"tasks", stage.tasks}, {"generations", stage.generations}});
+  }
+  out["stages"] = stage_list;
+  out["population"] = population;
+  out["initial_sigma"] = initial_sigma;
+  out["seed"] = seed;
+  out["active_cma"] = active_cma;
+  out["prompts_per_task"] = prompts_per_task;
+  out["context_tokens"] = context_tokens;
+  out["evaluate_mean"] = evaluate_mean;
+  out["namm"] = json::parse(namm.to_json());
+  out["answer"] = {{"delay", fitness.answer.delay},
+                   {"prompt_chunk", fitness.answer.prompt_chunk},
+                   {"max_answer_tokens", fitness.answer.max_answer_tokens}};
+  return out.dump();
+}
+
+std::string GenerationRecord::to_json() const {
+  json out;
+  out["stage"] = stage + 1;
+  out["stage_generation"] = stage_generation;
+  out["generation"] = generation;
+  out["best_fitness"] = number_or_null(best_fitness);
+  out["mean_candidate_fitness"] = number_or_null(mean_candidate_fitness);
+  out["mean_fitness"] = number_or_null(mean_fitness);
+  out["sigma"] = sigma;
+  out["mean_retained_fraction"] = number_or_null(mean_retained_fraction);
+  out["mean_retained_fraction_of_mean"] = number_or_null(mean_retained_fraction_of_mean);
+  out["prompts"] = prompts;
+  out["informative_prompts"] = informative_prompts;
+  out["seconds"] = seconds;
+  out["profile"] = {{"prefix", prefix_seconds},       {"full", full_seconds},
+                    {"candidates", candidate_seconds}, {"candidate_prefill", candidate_prefill_seconds},
+                    {"candidate_decode", candidate_decode_seconds}, {"namm_updates", policy_seconds},
+                    {"cma", cma_seconds},              {"checkpoint", checkpoint_seconds}};
+  return out.dump();
+}
+
+EvolutionResult evolve(const Llama& model, const EvolutionOptions& options) {
+  options.validate();
+  const ExampleMaker maker = options.make_example ? options.make_example : ExampleMaker(make_example);
+  const bool checkpoints = !options.checkpoint_dir.empty();
+  if (checkpoints) fs::create_directories(options.checkpoint_dir);
+  const std::string log_path = !options.log_path.empty() ? options.log_path
+                               : checkpoints ? (fs::path(options.checkpoint_dir) / "log.jsonl").string()
+                                             : std::string();
+  const int64_t num_stages = static_cast<int64_t>(options.stages.size());
+  int64_t total_generations = 0;
+  for (const EvolutionStage& stage : options.stages) total_generations += stage.generations;
+
+  RunState state;
+  std::unique_ptr<CmaEs> cma;
+  std::string cma_file;
+  if (!(checkpoints && load_checkpoint(options.checkpoint_dir, options, state, cma, cma_file))) {
+    state.normalizer = FeatureNormalizer(options.namm.spectrogram.num_freqs());
+    cma = new_stage_cma(options, 0, at::Tensor());
+  }
+
+  const auto current_model = [&](int64_t stages_done) {
+    NammModel out = namm_with_params(options.namm, state.normalizer, cma->mean());
+    out.provenance_json = provenance(options, state, stages_done).dump();
+    return out;
+  };
+
+  EvolutionResult result;
+  double seconds_this_call = 0.0;
+  while (!state.finished) {
+    const int64_t stage_index = state.stage;
+    const EvolutionStage& stage = options.stages[static_cast<size_t>(stage_index)];
+    const auto start = std::chrono::steady_clock::now();
+
+    // a fresh batch of TRAIN prompts per task, counted so a resume draws the same ones
+    std::vector<TaskExample> examples;
+    std::map<std::string, int64_t> next_index = state.next_index;
+    for (const std::string& task : stage.tasks) {
+      for (int64_t i = 0; i < options.prompts_per_task; ++i) {
+        const int64_t index = next_index[task]++;
+        const int64_t context = options.context_tokens[static_cast<size_t>(i) % options.context_tokens.size()];
+        examples.push_back(maker(task, Split::kTrain, index, context));
+      }
+    }
+
+    const double sigma = cma->sigma();
+    auto phase = std::chrono::steady_clock::now();
+    const at::Tensor population = cma->ask();  // [lambda, P] float64
+    double cma_seconds = seconds_since(phase);
+    const at::Tensor rows = options.evaluate_mean ? at::cat({population, cma->mean().unsqueeze(0)}, 0) : population;
+    NammModel base = NammModel::zeros(options.namm);
+    base.normalizer = state.normalizer;
+    FitnessOptions fitness_options = options.fitness;
+    fitness_options.stop = options.stop;
+    const FitnessReport report = evaluate_candidates(model, base, rows, examples, fitness_options);
+    if (report.interrupted) break;  // the generation is dropped; the last checkpoint stays
+
+    const int64_t lambda = options.population;
+    std::vector<double> fitness(report.fitness.begin(), report.fitness.begin() + lambda);
+    phase = std::chrono::steady_clock::now();
+    cma->tell(at::tensor(fitness, at::kDouble));
+    cma_seconds += seconds_since(phase);
+    if (!state.normalizer.frozen()) state.normalizer = report.pooled_normalizer;  // learned in generation 1 only
+    state.next_index = next_index;
+    state.generation += 1;
+
+    GenerationRecord record;
+    record.stage = stage_index;
+    record.stage_generation = cma->generation();
+    record.generation = state.generation;
+    record.best_fitness = *std::max_element(fitness.begin(), fitness.end());
+    double fitness_sum = 0.0, retained_sum = 0.0;
+    for (int64_t k = 0; k < lambda; ++k) {
+      fitness_sum += fitness[static_cast<size_t>(k)];
+      retained_sum += report.retained_fraction[static_cast<size_t>(k)];
+    }
+    record.mean_candidate_fitness = fitness_sum / static_cast<double>(lambda);
+    record.mean_retained_fraction = retained_sum / static_cast<double>(lambda);
+    record.mean_fitness = options.evaluate_mean ? report.fitness.back() : kNaN;
+    record.mean_retained_fraction_of_mean = options.evaluate_mean ? report.retained_fraction.back() : kNaN;
+    record.sigma = sigma;
+    record.prompts = static_cast<int64_t>(examples.size());
+    record.informative_prompts = report.informative_examples;
+    if (options.evaluate_mean) state.last_mean_fitness = record.mean_fitness;
+    record.prefix_seconds = report.prefix_seconds;
+    record.full_seconds = report.full_seconds;
+    record.candidate_seconds = report.candidate_seconds;
+    record.candidate_prefill_seconds = report.candidate_prefill_seconds;
+    record.candidate_decode_seconds = report.candidate_decode_seconds;
+    record.policy_seconds = report.candidate_policy_seconds;
+    record.cma_seconds = cma_seconds;
+
+    // a finished stage saves its mean; the next starts from it
+    if (cma->generation() >= stage.generations) {
+      if (checkpoints) {
+        current_model(stage_index + 1)
+            .save((fs::path(options.checkpoint_dir) / ("namm-stage" + std::to_string(stage_index + 1) + ".safetensors"))
+                      .string());
+      }
+      state.stage += 1;
+      if (state.stage < num_stages) {
+        cma = new_stage_cma(options, state.stage, cma->mean());
+      } else {
+        state.finished = true;
+      }
+    }
+    if (checkpoints) {
+      phase = std::chrono::steady_clock::now();
+      // the elapsed time stored is the time up to this checkpoint
+      state.elapsed_seconds += seconds_since(start);
+      const std::string previous = cma_file;
+      save_checkpoint(options.checkpoint_dir, options, state, *cma, previous);
+      cma_file = cma_file_name(state.generation);
+      record.checkpoint_seconds = seconds_since(phase);
+    } else {
+      state.elapsed_seconds += seconds_since(start);
+    }
+    record.seconds = seconds_since(start);
+    seconds_this_call += record.seconds;
+    if (!log_path.empty()) {
+      std::ofstream log(log_path, std::ios::app);
+      if (!log) throw std::runtime_error(log_path + ": cannot open the log for appending");
+      log << record.to_json() << "\n";
+    }
+    result.history.push_back(record);
+
+    if (options.progress != nullptr) {
+      const double per_generation = seconds_this_call / static_cast<double>(result.history.size());
+      const double eta = per_generation * static_cast<double>(total_generations - state.generation);
+      char line[512];
+      std::snprintf(line, sizeof(line),
+                    "stage %lld/%lld [%s] gen %lld/%lld (total %lld/%lld)  best %.4f  cand %.4f  mean %.4f  "
+                    "sigma %.5f  kv %.1f%%  prompts %lld/%lld  %.1fs  ETA %s",
+                    static_cast<long long>(stage_index + 1), static_cast<long long>(num_stages),
+                    join(stage.tasks, ",").c_str(), static_cast<long long>(record.stage_generation),
+                    static_cast<long long>(stage.generations), static_cast<long long>(state.generation),
+                    static_cast<long long>(total_generations), record.best_fitness, record.mean_candidate_fitness,
+                    record.mean_fitness, record.sigma, 100.0 * record.mean_retained_fraction,
+                    static_cast<long long>(record.informative_prompts), static_cast<long long>(record.prompts),
+                    record.seconds, format_duration(eta).c_str());
+      *options.progress << line << std::endl;
+    }
+    if (options.stop != nullptr && options.stop->load()) break;
+    if (options.stop_after_generations > 0 &&
+        static_cast<int64_t>(result.history.size()) >= options.stop_after_generations) {
+      break;
+    }
+  }
+
+  result.generations_done = state.generation;
+  result.finished = state.finished;
+  result.final_fitness = state.last_mean_fitness;
+  result.model = current_model(state.stage);
+  if (state.finished && !options.output_path.empty()) result.model.save(options.output_path);
+  return result;
+}
+
+}  // namespace namm
