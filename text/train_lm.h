@@ -53,21 +53,21 @@ struct TrainLmOptions {
   // data (resume)
   std::vector<std::string> tasks;     ///< task names; empty = all of task_names().
   int64_t min_context = 256;          ///< prompt tokens at the start of the curriculum.
-  int64_t max_context = 2048;         ///< prompt tokens the curriculum reaches at the last step.
+  int64_t max_context = 1024;         ///< prompt tokens the curriculum reaches at the last step.
   double long_fraction = 0.05;        ///< share of steps drawn between the current and long_context tokens.
-  int64_t long_context = 4096;        ///< the longest prompts the occasional long steps use.
-  int64_t batch_tokens = 8192;        ///< tokens per step: max(1, batch_tokens / context) sequences.
-  int64_t steps = 1000;               ///< optimizer steps of the whole run.
+  int64_t long_context = 2048;        ///< the longest prompts the occasional long steps use.
+  int64_t batch_tokens = 2048;        ///< tokens per step: max(1, batch_tokens / context) sequences.
+  int64_t steps = 5000;               ///< optimizer steps of the whole run.
 
   // optimisation (resume)
-  double lr = 1e-3;                ///< peak learning rate.
+  double lr = 2e-3;                ///< peak learning rate.
   double min_lr_ratio = 0.1;       ///< the cosine decays to lr * min_lr_ratio.
-  int64_t warmup_steps = 50;       ///< linear warm-up from 0.
+  int64_t warmup_steps = 100;      ///< linear warm-up from 0.
   double weight_decay = 0.1;       ///< AdamW decay on matrices (not on norm weights).
   double beta1 = 0.9;
   double beta2 = 0.95;
   double grad_clip = 1.0;          ///< max global gradient norm; 0 = off.
-  double context_loss_weight = 0.1;  ///< weight of the next-token loss on prompt tokens, relative to the answer loss.
+  double context_loss_weight = 0.5;  ///< weight of the next-token loss on prompt tokens, relative to the answer loss (pilot: 0.5 beat 0).
   uint64_t seed = 0;               ///< weights and data.
 
   // bookkeeping (free to change)
