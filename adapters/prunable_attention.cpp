@@ -54,7 +54,9 @@ at::Tensor AttentionRecorder::rows(int64_t head, const LayerKvCache& cache) cons
       chunks.front().epoch == cache.eviction_epoch()) {
     return chunks.front().rows;
   }
-  at::Tensor out = at::zeros({total, tokens}, float_options);  // [Q, T]
+  // every row is written once: the chunk's columns copied, the keys appended
+  // after it (which it could not see) zeroed; no separate zero-fill pass.
+  at::Tensor out = at::empty({total, tokens}, float_options);  // [Q, T]
   int64_t row = 0;
   for (const Chunk& chunk : chunks) {
     TORCH_CHECK(chunk.epoch == cache.eviction_epoch(), "AttentionRecorder::rows: head ", head,
@@ -64,7 +66,9 @@ at::Tensor AttentionRecorder::rows(int64_t head, const LayerKvCache& cache) cons
     const int64_t seen = chunk.rows.size(1);
     TORCH_CHECK(seen <= tokens, "AttentionRecorder::rows: head ", head, " rows cover ", seen,
                 " tokens but the cache holds only ", tokens);
-    out.narrow(0, row, n).narrow(1, 0, seen).copy_(chunk.rows);
+    at::Tensor rows_out = out.narrow(0, row, n);
+    rows_out.narrow(1, 0, seen).copy_(chunk.rows);
+    if (seen < tokens) rows_out.narrow(1, seen, tokens - seen).zero_();
     row += n;
   }
   return out;

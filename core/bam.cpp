@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 namespace namm {
 
@@ -144,12 +145,9 @@ at::Tensor bam_scores(const at::Tensor& features, const at::Tensor& params,
   const int64_t in = options.input_dim;
   const at::Tensor x = features.contiguous();  // [T, in]
 
-  // projections: qkv [T, 3*hid] -> q, k, v [T, hid] (views).
-  const at::Tensor qkv = at::addmm(w.b_qkv, x, w.w_qkv.t());
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hid));
-  const at::Tensor q = qkv.narrow(1, 0, hid);
-  const at::Tensor k = qkv.narrow(1, hid, hid);
-  const at::Tensor v = qkv.narrow(1, 2 * hid, hid);
+  // projections: qkv [T, 3*hid] -> q (scaled), k, v [T, hid] each.
+  const at::Tensor qkv = at::addmm(w.b_qkv, x, w.w_qkv.t()).contiguous();
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hid)));
 
   // Softmax without a row-max pass: row i is exponentiated as
   // exp(logit - offset_i) for an offset_i known before the matmul, fused
@@ -163,37 +161,64 @@ at::Tensor bam_scores(const at::Tensor& features, const at::Tensor& params,
   // afterwards, as are rows that came out non-finite. Every quantity
   // of row i depends on tokens j >= i only, which keeps the backward mask
   // exact bit for bit.
-  constexpr double kMaxOffsetAboveDiagonal = 60.0;  // e^-60 ~ 1e-26, far from float underflow
-  constexpr double kMaxExponent = 88.0;             // exp(88) ~ 1.6e38 < float max
-  const at::Tensor q_scaled = q.mul(scale);  // [T, hid] contiguous
-  const at::Tensor k_c = k.contiguous();     // [T, hid]
-  const at::Tensor v_c = v.contiguous();     // [T, hid]
-  const at::Tensor k_norm_suffix_max =
-      std::get<0>(at::cummax(k_c.norm(2, {1}).flip({0}), 0)).flip({0});    // [T]
-  const at::Tensor bound = q_scaled.norm(2, {1}).mul_(k_norm_suffix_max);  // [T]
-  const at::Tensor diagonal = (q_scaled * k_c).sum(1);                     // [T]
-  const at::Tensor offset =
-      at::minimum(bound, diagonal.add(kMaxOffsetAboveDiagonal)).contiguous();  // [T]
-  const float* offset_data = offset.data_ptr<float>();
+  // The per-token vectors are plain loops over raw memory: at the small T of
+  // an update (hundreds of tokens, one thread) a dozen ATen ops on [T] or
+  // [T, hid] tensors cost as much as the attention itself.
+  constexpr float kMaxOffsetAboveDiagonal = 60.0f;  // e^-60 ~ 1e-26, far from float underflow
+  constexpr float kMaxExponent = 88.0f;             // exp(88) ~ 1.6e38 < float max
+  at::Tensor q_scaled = at::empty({num_tokens, hid}, x.options());  // [T, hid]
+  at::Tensor k_c = at::empty({num_tokens, hid}, x.options());       // [T, hid]
+  at::Tensor v_c = at::empty({num_tokens, hid}, x.options());       // [T, hid]
+  std::vector<float> offset(static_cast<size_t>(num_tokens));       // [T]
+  std::vector<float> bound(static_cast<size_t>(num_tokens));        // [T]
+  {
+    const float* src = qkv.data_ptr<float>();
+    float* qd = q_scaled.data_ptr<float>();
+    float* kd = k_c.data_ptr<float>();
+    float* vd = v_c.data_ptr<float>();
+    float k_norm_suffix_max = 0.0f;
+    // newest first, so the running max covers exactly the keys j >= i.
+    for (int64_t i = num_tokens - 1; i >= 0; --i) {
+      const float* row = src + i * 3 * hid;
+      float* qi = qd + i * hid;
+      float* ki = kd + i * hid;
+      float* vi = vd + i * hid;
+      double q_sq = 0.0, k_sq = 0.0, diagonal = 0.0;
+      for (int64_t c = 0; c < hid; ++c) {
+        const float qv = row[c] * scale;
+        const float kv = row[hid + c];
+        qi[c] = qv;
+        ki[c] = kv;
+        vi[c] = row[2 * hid + c];
+        q_sq += static_cast<double>(qv) * qv;
+        k_sq += static_cast<double>(kv) * kv;
+        diagonal += static_cast<double>(qv) * kv;
+      }
+      k_norm_suffix_max = std::max(k_norm_suffix_max, static_cast<float>(std::sqrt(k_sq)));
+      const float b = static_cast<float>(std::sqrt(q_sq)) * k_norm_suffix_max;
+      bound[i] = b;
+      offset[i] = std::min(b, static_cast<float>(diagonal) + kMaxOffsetAboveDiagonal);
+    }
+  }
+  const float* offset_data = offset.data();
 
   // attention in query blocks: with the backward mask, the rows [s, e) only
   // see keys [s, T), so each block multiplies against a shrinking key suffix;
   // row r of a block starts at its own diagonal, column r.
   const int64_t block = std::min(query_block > 0 ? query_block : kDefaultQueryBlock, num_tokens);
-  at::Tensor o = at::empty({num_tokens, hid}, x.options());            // [T, hid]
-  at::Tensor row_sums = at::empty({num_tokens}, x.options());          // [T]
-  float* sums = row_sums.data_ptr<float>();
+  at::Tensor o = at::empty({num_tokens, hid}, x.options());  // [T, hid]
+  std::vector<float> row_sums(static_cast<size_t>(num_tokens));  // [T]
+  float* sums = row_sums.data();
   const at::Tensor k_t = k_c.t();  // [hid, T]
   // one block of rows [start, start + rows) against its key suffix, into a
-  // caller-owned scratch buffer of block * T floats.
-  const auto attend_block = [&](int64_t start, at::Tensor& buffer) {
+  // scratch buffer of at least block * T floats.
+  const auto attend_block = [&](int64_t start, float* buffer) {
     const int64_t rows = std::min(block, num_tokens - start);
     const int64_t keys = num_tokens - start;
-    at::Tensor weights = buffer.narrow(0, 0, rows * keys).view({rows, keys});  // [b, T-s]
+    at::Tensor weights = at::from_blob(buffer, {rows, keys}, x.options());  // [b, T-s]
     at::mm_out(weights, q_scaled.narrow(0, start, rows), k_t.narrow(1, start, keys));
-    float* data = weights.data_ptr<float>();
     for (int64_t r = 0; r < rows; ++r) {
-      float* row = data + r * keys;
+      float* row = buffer + r * keys;
       std::fill(row, row + r, 0.0f);  // keys older than the query: masked
       const int64_t i = start + r;
       sums[i] = exp_shifted_row(row + r, keys - r, offset_data[i]);
@@ -207,36 +232,67 @@ at::Tensor bam_scores(const at::Tensor& features, const at::Tensor& params,
   // of equal total work to keep the threads balanced.
   const int64_t num_blocks = (num_tokens + block - 1) / block;
   const int64_t num_pairs = (num_blocks + 1) / 2;
-  at::parallel_for(0, num_pairs, 1, [&](int64_t pair_begin, int64_t pair_end) {
-    at::Tensor buffer = at::empty({block * num_tokens}, x.options());
+  const auto attend_pairs = [&](int64_t pair_begin, int64_t pair_end) {
+    // per-thread scratch kept across calls: a fresh block * T buffer per
+    // call (hundreds of KB) costs page faults on every update.
+    thread_local std::vector<float> scratch;
+    const size_t needed = static_cast<size_t>(block * num_tokens);
+    if (scratch.size() < needed) scratch.resize(needed);
     for (int64_t pair = pair_begin; pair < pair_end; ++pair) {
-      attend_block(pair * block, buffer);
+      attend_block(pair * block, scratch.data());
       const int64_t mirror = num_blocks - 1 - pair;
-      if (mirror != pair) attend_block(mirror * block, buffer);
+      if (mirror != pair) attend_block(mirror * block, scratch.data());
     }
-  });
-  // o [T, hid] /= row sums
-  o.div_(row_sums.unsqueeze(1));
-  // rows whose logits may exceed offset + 87 (exp clamps at kMaxExponent,
-  // one unit of margin for rounding) or came out non-finite: exact softmax,
-  // one row at a time. They need huge weights; real NAMMs rarely get here.
-  const at::Tensor overflowed = at::nonzero(
-      (bound - offset).gt(kMaxExponent - 1.0).logical_or_(at::isfinite(o).all(1).logical_not()));
-  if (overflowed.size(0) > 0) {
-    const auto rows = overflowed.accessor<int64_t, 2>();
-    for (int64_t n = 0; n < overflowed.size(0); ++n) {
-      const int64_t i = rows[n][0];
-      const at::Tensor logits = at::mv(k_c.narrow(0, i, num_tokens - i), q_scaled[i]);  // [T-i]
-      const at::Tensor p = at::softmax(logits, 0);
-      o[i].copy_(at::mv(v_c.narrow(0, i, num_tokens - i).t(), p));
+  };
+  if (num_pairs == 1 || at::get_num_threads() == 1 || at::in_parallel_region()) {
+    attend_pairs(0, num_pairs);
+  } else {
+    at::parallel_for(0, num_pairs, 1, attend_pairs);
+  }
+  // o [T, hid] /= row sums; rows whose logits may exceed offset + 87 (exp
+  // clamps at kMaxExponent, one unit of margin for rounding) or that came
+  // out non-finite get an exact softmax, one row at a time. They need huge
+  // weights; real NAMMs rarely get here.
+  std::vector<int64_t> overflowed;
+  {
+    float* od = o.data_ptr<float>();
+    for (int64_t i = 0; i < num_tokens; ++i) {
+      float* oi = od + i * hid;
+      const float inv = sums[i];
+      bool finite = true;
+      for (int64_t c = 0; c < hid; ++c) {
+        oi[c] /= inv;
+        finite = finite && std::isfinite(oi[c]);
+      }
+      if (!finite || bound[i] - offset_data[i] > kMaxExponent - 1.0f) overflowed.push_back(i);
     }
   }
+  for (const int64_t i : overflowed) {
+    const at::Tensor logits = at::mv(k_c.narrow(0, i, num_tokens - i), q_scaled[i]);  // [T-i]
+    const at::Tensor p = at::softmax(logits, 0);
+    o[i].copy_(at::mv(v_c.narrow(0, i, num_tokens - i).t(), p));
+  }
 
-  // output projection y [T, 2*in] = [r | m]; x' = x * (1 + m) + r.
-  at::Tensor y = at::addmm(w.b_out, o, w.w_out.t());
-  at::Tensor modulated = y.narrow(1, in, in).add_(1.0).mul_(x).add_(y.narrow(1, 0, in));
-  // score [T] = x' w_head^T + b_head.
-  return at::mv(modulated, w.w_head[0]).add_(w.b_head);
+  // output projection y [T, 2*in] = [r | m]; x' = x * (1 + m) + r;
+  // score [T] = x' w_head^T + b_head, fused into one pass over the rows.
+  const at::Tensor y = at::addmm(w.b_out, o, w.w_out.t()).contiguous();
+  const at::Tensor w_head = w.w_head.contiguous();
+  at::Tensor scores = at::empty({num_tokens}, x.options());  // [T]
+  {
+    const float* yd = y.data_ptr<float>();
+    const float* xd = x.data_ptr<float>();
+    const float* wh = w_head.data_ptr<float>();
+    const float b_head = w.b_head.item<float>();
+    float* sd = scores.data_ptr<float>();
+    for (int64_t i = 0; i < num_tokens; ++i) {
+      const float* yi = yd + i * 2 * in;
+      const float* xi = xd + i * in;
+      float acc = 0.0f;
+      for (int64_t c = 0; c < in; ++c) acc += (xi[c] * (yi[in + c] + 1.0f) + yi[c]) * wh[c];
+      sd[i] = acc + b_head;
+    }
+  }
+  return scores;
 }
 
 double bam_flops(int64_t num_tokens, const BamOptions& options) {

@@ -318,32 +318,50 @@ at::Tensor SpectrogramFeaturizer::update(const at::Tensor& attention, int64_t nu
         }
       }
       gather_columns(a_ptr + t0, T, Q, nb, L, series.get() + C);
-      // windowed frames [nb * J, n_fft].
+      // a new token ignores frames from before it existed: new-index i
+      // keeps frames j >= i / hop (the reference's strided causal mask).
+      // Those frames are not even transformed: in an update with as many
+      // new tokens as old, they are a quarter of all frames.
+      int64_t first_frame[kBlockTokens];
+      bool whole_block = nb == kBlockTokens;
+      for (int64_t b = 0; b < nb; ++b) {
+        const int64_t t = t0 + b;
+        first_frame[b] = t < num_old ? 0 : std::min(J, (t - num_old) / hop);
+        whole_block = whole_block && first_frame[b] == 0;
+      }
+      // windowed frames [nb * J, n_fft]; token b's frames j >= first_frame[b].
       for (int64_t b = 0; b < nb; ++b) {
         const float* s = series.get() + b * L;
         float* fr = frames.get() + b * J * n_fft;
-        for (int64_t j = 0; j < J; ++j) {
+        for (int64_t j = first_frame[b]; j < J; ++j) {
           const float* sj = s + j * hop;
           float* fj = fr + j * n_fft;
           for (int64_t n = 0; n < n_fft; ++n) fj[n] = sj[n] * window[n];
         }
       }
-      if (nb == kBlockTokens) {
+      if (whole_block) {
         fftwf_execute_dft_r2c(block_plan, frames.get(), spectra.get());
+        complex_magnitudes(reinterpret_cast<const float*>(spectra.get()), nb * J * F, mags.get());
       } else {
         for (int64_t b = 0; b < nb; ++b) {
-          fftwf_execute_dft_r2c(token_plan, frames.get() + b * J * n_fft,
+          const int64_t count = J - first_frame[b];
+          if (count == 0) continue;
+          // the spectra of frames [first_frame, J) land at the start of the
+          // token's slot: an offset of first_frame * F complex values would
+          // break the 16-byte alignment the plans were made with.
+          fftwf_plan plan = count == J ? token_plan : plans_->get(count);
+          fftwf_execute_dft_r2c(plan, frames.get() + (b * J + first_frame[b]) * n_fft,
                                 spectra.get() + b * J * F);
+          complex_magnitudes(reinterpret_cast<const float*>(spectra.get() + b * J * F),
+                             count * F, mags.get() + b * J * F);
         }
       }
-      complex_magnitudes(reinterpret_cast<const float*>(spectra.get()), nb * J * F, mags.get());
       for (int64_t b = 0; b < nb; ++b) {
         const int64_t t = t0 + b;
-        // a new token ignores frames from before it existed: new-index i
-        // keeps frames j >= i / hop (the reference's strided causal mask).
-        const int64_t j_begin = t < num_old ? 0 : std::min(J, (t - num_old) / hop);
+        const int64_t j_begin = first_frame[b];
         float* o = out_ptr + t * F;
-        weighted_frame_sum(mags.get() + b * J * F, w, j_begin, J, F, o);
+        // mags of token b hold frames [j_begin, J) from its slot's start.
+        weighted_frame_sum(mags.get() + b * J * F, w + j_begin, 0, J - j_begin, F, o);
         if (old_ema_ptr != nullptr && t < num_old) {
           const float* e = old_ema_ptr + t * F;
           for (int64_t f = 0; f < F; ++f) o[f] += decay * e[f];
