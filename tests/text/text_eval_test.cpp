@@ -9,6 +9,7 @@
 #include "core/namm_policy.h"
 #include "text/generation.h"
 #include "text/tokenizer.h"
+#include "tests/text/tiny_task_model.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -20,20 +21,7 @@
 namespace namm {
 namespace {
 
-Llama tiny_task_model() {
-  at::set_num_threads(2);
-  LlamaConfig config;
-  config.vocab_size = builtin_tokenizer().vocab_size();
-  config.hidden_size = 32;
-  config.intermediate_size = 48;
-  config.num_hidden_layers = 2;
-  config.num_attention_heads = 4;
-  config.num_key_value_heads = 2;
-  config.max_position_embeddings = 512;
-  config.initializer_range = 0.3;  // peaked predictions
-  at::manual_seed(7);
-  return Llama(config);
-}
+using test_support::tiny_task_model;
 
 AnswerOptions small_answer(int64_t delay = 32) {
   AnswerOptions options;
