@@ -185,7 +185,7 @@ int run_demo(const std::vector<std::string>& args) {
   std::printf("\n  retained: mean fraction of the full cache kept at updates; output error: relative L2 distance\n"
               "  of all attention outputs from the full cache's.\n\n");
   std::printf("Not available yet:\n"
-              "  - an evolved NAMM and the language host it is evolved on (issue 3)\n"
+              "  - a trained language host and the NAMM evolved on it (issue 3: train-lm, evolve and eval-text are built; training is under way)\n"
               "  - video question answering with FFmpeg-decoded clips (issue 4)\n"
               "  - Decision Transformer rollouts in MuJoCo Hopper/Walker2d (issue 5)\n");
   return 0;
