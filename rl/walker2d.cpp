@@ -1,0 +1,1 @@
+#include "rl/walker2d.h"

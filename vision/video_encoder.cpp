@@ -1,0 +1,1 @@
+#include "vision/video_encoder.h"
