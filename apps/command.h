@@ -20,6 +20,8 @@ int run_score(const std::vector<std::string>& args);
 int run_train_lm(const std::vector<std::string>& args);
 int run_evolve(const std::vector<std::string>& args);
 int run_eval_text(const std::vector<std::string>& args);
+int run_frames(const std::vector<std::string>& args);
+int run_make_scenes(const std::vector<std::string>& args);
 
 /// Thrown for bad command-line usage: printed with a hint to use --help, exit 2.
 struct UsageError : std::exception {

@@ -22,6 +22,8 @@ const std::vector<Command>& commands() {
       {"train-lm", "train the language host on the long-context task suite", namm::app::run_train_lm},
       {"evolve", "evolve a NAMM with CMA-ES on the language tasks", namm::app::run_evolve},
       {"eval-text", "compare memory policies on the held-out language tasks", namm::app::run_eval_text},
+      {"frames", "decode a clip and write N uniformly sampled frames as PNG", namm::app::run_frames},
+      {"make-scenes", "render the synthetic video QA scenes (clips + questions)", namm::app::run_make_scenes},
   };
   return table;
 }
