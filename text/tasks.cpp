@@ -6,6 +6,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <map>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -718,6 +719,211 @@ std::vector<int64_t> training_sequence(const TaskExample& example) {
   std::vector<int64_t> seq = example.prompt;
   seq.insert(seq.end(), example.answer.begin(), example.answer.end());
   seq.push_back(Tokenizer::kEos);
+  return seq;
+}
+
+namespace {
+
+// Follow-up questions are read back from the finished prompt by pattern, so
+// they can never disagree with what the prompt says.
+
+bool is_in(const std::vector<int64_t>& ids, int64_t id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+/// Positions [i, i + n) of prompt all digits.
+bool digits_at(const std::vector<int64_t>& p, size_t i, size_t n) {
+  if (i + n > p.size()) return false;
+  for (size_t k = 0; k < n; ++k)
+    if (!is_in(lexicon().digits, p[i + k])) return false;
+  return true;
+}
+
+bool name_at(const std::vector<int64_t>& p, size_t i) { return i < p.size() && is_in(lexicon().names, p[i]); }
+
+std::vector<int64_t> slice(const std::vector<int64_t>& p, size_t begin, size_t n) {
+  return std::vector<int64_t>(p.begin() + static_cast<std::ptrdiff_t>(begin),
+                              p.begin() + static_cast<std::ptrdiff_t>(begin + n));
+}
+
+/// "k1 k2 : d d d ." records of the body, in prompt order: (key, value).
+std::vector<std::pair<Key, std::vector<int64_t>>> kv_records(const TaskExample& ex) {
+  const Lexicon& l = lexicon();
+  const std::vector<int64_t>& p = ex.prompt;
+  std::vector<std::pair<Key, std::vector<int64_t>>> out;
+  const size_t end = static_cast<size_t>(ex.question_begin);
+  for (size_t i = 0; i + 7 <= end; ++i) {
+    if (name_at(p, i) && name_at(p, i + 1) && p[i + 2] == l.colon && digits_at(p, i + 3, kValueDigits) &&
+        p[i + 3 + kValueDigits] == l.dot) {
+      out.push_back({{p[i], p[i + 1]}, slice(p, i + 3, kValueDigits)});
+      i += 6;
+    }
+  }
+  return out;
+}
+
+std::vector<FollowUp> kv_follow_ups(const TaskExample& ex, int keys_per_question, bool latest) {
+  const Lexicon& l = lexicon();
+  const std::vector<int64_t> asked(ex.prompt.begin() + ex.question_begin, ex.prompt.end());
+  // one value per key: the last one written (kv_update), the only one otherwise
+  std::vector<Key> order;
+  std::map<Key, std::vector<int64_t>> value;
+  for (auto& [key, v] : kv_records(ex)) {
+    bool in_question = false;
+    for (size_t i = 0; i + 1 < asked.size(); ++i) in_question |= asked[i] == key.first && asked[i + 1] == key.second;
+    if (in_question) continue;
+    if (!value.count(key)) order.push_back(key);
+    if (latest || !value.count(key)) value[key] = v;
+  }
+  std::vector<FollowUp> out;
+  for (size_t i = 0; i + keys_per_question <= order.size(); i += keys_per_question) {
+    FollowUp f;
+    f.question = {Tokenizer::kQ};
+    if (latest) f.question.push_back(l.id("last"));
+    f.question.push_back(l.id("value"));
+    f.question.push_back(l.id("of"));
+    for (int k = 0; k < keys_per_question; ++k) {
+      const Key& key = order[i + k];
+      if (k > 0) f.question.push_back(l.id("and"));
+      f.question.push_back(key.first);
+      f.question.push_back(key.second);
+      f.answer.insert(f.answer.end(), value[key].begin(), value[key].end());
+    }
+    f.question.push_back(l.qmark);
+    f.question.push_back(Tokenizer::kA);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::vector<FollowUp> needle_follow_ups(const TaskExample& ex) {
+  const Lexicon& l = lexicon();
+  const std::vector<int64_t>& p = ex.prompt;
+  const std::vector<int64_t> attributes = l.words({"secret", "code", "pin", "number"});
+  constexpr size_t kDigits = 4;
+  std::vector<FollowUp> out;
+  const size_t end = static_cast<size_t>(ex.question_begin);
+  // "the ATTR of NAME is d d d d ."
+  for (size_t i = 0; i + 10 <= end; ++i) {
+    if (p[i] != l.id("the") || !is_in(attributes, p[i + 1]) || p[i + 2] != l.id("of") || !name_at(p, i + 3) ||
+        p[i + 4] != l.id("is") || !digits_at(p, i + 5, kDigits) || p[i + 5 + kDigits] != l.dot)
+      continue;
+    FollowUp f;
+    f.question = {Tokenizer::kQ, l.id("what"), l.id("is"), l.id("the"), p[i + 1], l.id("of"), p[i + 3],
+                  l.qmark, Tokenizer::kA};
+    f.answer = slice(p, i + 5, kDigits);
+    const std::vector<int64_t> asked(p.begin() + ex.question_begin, p.end());
+    if (f.question != asked) out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::vector<FollowUp> passage_follow_ups(const TaskExample& ex) {
+  const Lexicon& l = lexicon();
+  const std::vector<int64_t>& p = ex.prompt;
+  std::vector<FollowUp> out;
+  const size_t end = static_cast<size_t>(ex.question_begin);
+  // "paragraph d d d : words with 4 keywords ."
+  for (size_t i = 0; i + 5 <= end; ++i) {
+    if (p[i] != l.id("paragraph") || !digits_at(p, i + 1, 3) || p[i + 4] != l.colon) continue;
+    FollowUp f;
+    f.question = {Tokenizer::kQ, l.id("which"), l.id("paragraph"), l.id("has")};
+    size_t j = i + 5;
+    for (; j < end && p[j] != l.dot; ++j)
+      if (name_at(p, j)) f.question.push_back(p[j]);
+    if (f.question.size() != 8) continue;
+    f.question.push_back(l.qmark);
+    f.question.push_back(Tokenizer::kA);
+    f.answer = slice(p, i + 1, 3);
+    if (f.answer != ex.answer) out.push_back(std::move(f));
+    i = j;
+  }
+  return out;
+}
+
+std::vector<FollowUp> variable_follow_ups(const TaskExample& ex) {
+  const Lexicon& l = lexicon();
+  const std::vector<int64_t>& p = ex.prompt;
+  std::map<int64_t, std::vector<int64_t>> value;
+  std::vector<int64_t> order;
+  const size_t end = static_cast<size_t>(ex.question_begin);
+  // roots "var a = d d d ." come before their links "var b = a ." (after_layout)
+  for (size_t i = 0; i + 5 <= end; ++i) {
+    if (p[i] != l.id("var") || !name_at(p, i + 1) || p[i + 2] != l.equals) continue;
+    if (digits_at(p, i + 3, kValueDigits) && i + 3 + kValueDigits < end && p[i + 3 + kValueDigits] == l.dot) {
+      value[p[i + 1]] = slice(p, i + 3, kValueDigits);
+      order.push_back(p[i + 1]);
+    } else if (name_at(p, i + 3) && p[i + 4] == l.dot && value.count(p[i + 3])) {
+      value[p[i + 1]] = value[p[i + 3]];
+      order.push_back(p[i + 1]);
+    }
+  }
+  std::vector<FollowUp> out;
+  for (int64_t var : order) {
+    FollowUp f;
+    f.question = {Tokenizer::kQ, l.id("what"), l.id("is"), l.id("var"), var, l.qmark, Tokenizer::kA};
+    f.answer = value[var];
+    const std::vector<int64_t> asked(p.begin() + ex.question_begin, p.end());
+    if (f.question != asked) out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::vector<FollowUp> counting_follow_ups(const TaskExample& ex) {
+  const Lexicon& l = lexicon();
+  const std::vector<int64_t>& p = ex.prompt;
+  std::map<int64_t, int64_t> count;
+  std::vector<int64_t> order;
+  for (int64_t i = 0; i < ex.question_begin; ++i)
+    if (name_at(p, static_cast<size_t>(i)) && count[p[i]]++ == 0) order.push_back(p[i]);
+  std::vector<FollowUp> out;
+  for (int64_t name : order) {
+    if (count[name] > 9) continue;
+    FollowUp f;
+    f.question = {Tokenizer::kQ, l.id("how"), l.id("many"), name, l.qmark, Tokenizer::kA};
+    f.answer = {l.digits[count[name]]};
+    const std::vector<int64_t> asked(p.begin() + ex.question_begin, p.end());
+    if (f.question != asked) out.push_back(std::move(f));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<FollowUp> follow_up_questions(const TaskExample& ex, int64_t max_questions) {
+  if (max_questions < 0)
+    throw std::invalid_argument("follow_up_questions: max_questions " + std::to_string(max_questions));
+  std::vector<FollowUp> all;
+  if (ex.task == "kv_retrieval") all = kv_follow_ups(ex, 1, false);
+  else if (ex.task == "kv_multi") all = kv_follow_ups(ex, 2, false);
+  else if (ex.task == "kv_update") all = kv_follow_ups(ex, 1, true);
+  else if (ex.task == "needle") all = needle_follow_ups(ex);
+  else if (ex.task == "passage_retrieval") all = passage_follow_ups(ex);
+  else if (ex.task == "variable_tracking") all = variable_follow_ups(ex);
+  else if (ex.task == "counting") all = counting_follow_ups(ex);
+  else task_id(ex.task);  // throws for an unknown task
+  // a stream of its own, so the example's draws stay as they are
+  Rng rng(mix64(ex.seed ^ 0x5851f42d4c957f2dull));
+  rng.shuffle(all);
+  if (static_cast<int64_t>(all.size()) > max_questions) all.resize(static_cast<size_t>(max_questions));
+  return all;
+}
+
+std::vector<int64_t> training_sequence(const TaskExample& example, const std::vector<FollowUp>& follow_ups,
+                                       std::vector<TokenSpan>* answer_spans) {
+  std::vector<int64_t> seq = example.prompt;
+  auto add_answer = [&](const std::vector<int64_t>& answer) {
+    const int64_t begin = static_cast<int64_t>(seq.size());
+    seq.insert(seq.end(), answer.begin(), answer.end());
+    seq.push_back(Tokenizer::kEos);
+    if (answer_spans) answer_spans->push_back({begin, static_cast<int64_t>(seq.size())});
+  };
+  if (answer_spans) answer_spans->clear();
+  add_answer(example.answer);
+  for (const FollowUp& f : follow_ups) {
+    seq.insert(seq.end(), f.question.begin(), f.question.end());
+    add_answer(f.answer);
+  }
   return seq;
 }
 

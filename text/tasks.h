@@ -101,6 +101,26 @@ std::vector<TaskExample> make_examples(const std::string& task, Split split, int
 /// answer's loss positions are prompt.size() - 1 .. prompt.size() + A - 1.
 std::vector<int64_t> training_sequence(const TaskExample& example);
 
+/// One more question about an example's context, with its answer.
+struct FollowUp {
+  std::vector<int64_t> question;  ///< <q> ... <a>, in the task's own question form.
+  std::vector<int64_t> answer;    ///< the answer ids, no <eos>.
+};
+
+/// Up to max_questions further questions about other records of the same
+/// context (other keys, other names, other chains, other paragraphs), each in
+/// the task's question form and with its correct answer; never the question
+/// the example already asks. Read off the finished prompt, so the example
+/// itself is unchanged; the choice is a pure function of the example's seed.
+/// Training uses them to supervise many retrievals per context instead of one.
+std::vector<FollowUp> follow_up_questions(const TaskExample& example, int64_t max_questions);
+
+/// prompt + answer + <eos>, then question + answer + <eos> for each follow-up.
+/// answer_spans (if given) receives the [begin, end) positions in the result
+/// of every answer and its closing <eos>, first the example's own.
+std::vector<int64_t> training_sequence(const TaskExample& example, const std::vector<FollowUp>& follow_ups,
+                                       std::vector<TokenSpan>* answer_spans = nullptr);
+
 /// A prediction cut at its first <eos> or <pad> (generation may run on).
 std::vector<int64_t> trim_prediction(const std::vector<int64_t>& prediction);
 

@@ -25,6 +25,7 @@
 #include <iomanip>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -151,8 +152,10 @@ void TrainLmOptions::validate() const {
   check(long_fraction == 0 || long_context >= max_context,
         "long_context " + str(long_context) + " is below max_context " + str(max_context));
   const int64_t longest = long_fraction > 0 ? std::max(long_context, max_context) : max_context;
-  check(max_positions >= longest + kMaxAnswerTokens,
+  // a follow-up is at most 12 question tokens, 6 answer tokens and <eos>
+  check(max_positions >= longest + kMaxAnswerTokens + 19 * follow_ups,
         "max_positions " + str(max_positions) + " is below the longest training sequence " + str(longest));
+  check(follow_ups >= 0 && follow_ups <= 64, "follow_ups must be in [0, 64], got " + str(follow_ups));
   check(batch_tokens >= 1, "batch_tokens must be >= 1, got " + str(batch_tokens));
   check(steps >= 1, "steps must be >= 1, got " + str(steps));
   check(lr > 0 && std::isfinite(lr), "lr must be > 0, got " + str(lr));
@@ -189,6 +192,7 @@ json options_json(const TrainLmOptions& o) {
               {"long_context", o.long_context},
               {"batch_tokens", o.batch_tokens},
               {"steps", o.steps},
+              {"follow_ups", o.follow_ups},
               {"lr", o.lr},
               {"min_lr_ratio", o.min_lr_ratio},
               {"warmup_steps", o.warmup_steps},
@@ -212,7 +216,7 @@ json options_json(const TrainLmOptions& o) {
 const char* const kResumeFields[] = {"layers",       "hidden",        "heads",        "kv_heads",
                                      "intermediate", "rope_theta",    "max_positions", "tasks",
                                      "min_context",  "max_context",   "long_fraction", "long_context",
-                                     "batch_tokens", "steps",         "lr",            "min_lr_ratio",
+                                     "batch_tokens", "steps", "follow_ups",         "lr",            "min_lr_ratio",
                                      "warmup_steps", "weight_decay",  "beta1",         "beta2",
                                      "grad_clip",    "context_loss_weight", "seed"};
 
@@ -255,6 +259,9 @@ TrainLmOptions TrainLmOptions::from_json(const std::string& json_text, const std
   get("long_context", o.long_context);
   get("batch_tokens", o.batch_tokens);
   get("steps", o.steps);
+  // runs made before follow-up questions existed had none
+  o.follow_ups = 0;
+  get("follow_ups", o.follow_ups);
   get("lr", o.lr);
   get("min_lr_ratio", o.min_lr_ratio);
   get("warmup_steps", o.warmup_steps);
@@ -322,7 +329,7 @@ TrainBatch make_train_batch(const TrainLmOptions& options, int64_t step) {
   const int64_t n_tasks = static_cast<int64_t>(tasks.size());
   const int64_t first_task = static_cast<int64_t>(step_hash(options.seed, step, 0, 2) % static_cast<uint64_t>(n_tasks));
   std::vector<std::vector<int64_t>> sequences;
-  std::vector<int64_t> prompt_lengths;
+  std::vector<std::vector<TokenSpan>> answer_spans;
   int64_t longest = 0;
   for (int64_t i = 0; i < n; ++i) {
     const std::string& task = tasks[(first_task + i) % n_tasks];
@@ -330,19 +337,23 @@ TrainBatch make_train_batch(const TrainLmOptions& options, int64_t step) {
     const TaskExample example = make_example(task, Split::kTrain, index, batch.context);
     batch.tasks.push_back(task);
     batch.indices.push_back(index);
-    sequences.push_back(training_sequence(example));
-    prompt_lengths.push_back(static_cast<int64_t>(example.prompt.size()));
+    answer_spans.emplace_back();
+    sequences.push_back(
+        training_sequence(example, follow_up_questions(example, options.follow_ups), &answer_spans.back()));
     longest = std::max<int64_t>(longest, static_cast<int64_t>(sequences.back().size()) - 1);
   }
-  // [B, T]: sequences end at different places (answers of 1..6 tokens); the
-  // tail is <pad>, which no mask selects and causal attention never reads
+  // [B, T]: sequences end at different places (answers of 1..6 tokens,
+  // follow-ups); the tail is <pad>, which no mask selects and causal
+  // attention never reads
   batch.inputs = at::full({n, longest}, Tokenizer::kPad, at::kLong);
   batch.targets = at::full({n, longest}, Tokenizer::kPad, at::kLong);
   batch.answer_mask = at::zeros({n, longest}, at::kBool);
+  batch.answer_question = at::full({n, longest}, -1, at::kLong);
   batch.context_mask = at::zeros({n, longest}, at::kBool);
   auto in = batch.inputs.accessor<int64_t, 2>();
   auto out = batch.targets.accessor<int64_t, 2>();
   auto answer = batch.answer_mask.accessor<bool, 2>();
+  auto question = batch.answer_question.accessor<int64_t, 2>();
   auto context = batch.context_mask.accessor<bool, 2>();
   for (int64_t b = 0; b < n; ++b) {
     const std::vector<int64_t>& seq = sequences[b];
@@ -350,9 +361,17 @@ TrainBatch make_train_batch(const TrainLmOptions& options, int64_t step) {
     for (int64_t t = 0; t < len; ++t) {
       in[b][t] = seq[t];
       out[b][t] = seq[t + 1];
-      // the target at t is seq[t + 1]: answer (and <eos>) from t = P - 1 on
-      if (t >= prompt_lengths[b] - 1) answer[b][t] = true;
-      else context[b][t] = true;
+      context[b][t] = true;
+    }
+    // the target at t is seq[t + 1]: an answer span [begin, end) is predicted
+    // from t = begin - 1 to end - 2
+    for (size_t q = 0; q < answer_spans[b].size(); ++q) {
+      const TokenSpan span = answer_spans[b][q];
+      for (int64_t t = span.begin - 1; t < span.end - 1; ++t) {
+        answer[b][t] = true;
+        question[b][t] = static_cast<int64_t>(q);
+        context[b][t] = false;
+      }
     }
   }
   return batch;
@@ -677,22 +696,25 @@ StepStats Trainer::train_step() {
   stats.context = batch.context;
   stats.tokens = batch.tokens();
   {
-    // per task: answer tokens right, and sequences whose every answer token is right
-    // (under teacher forcing that is exactly a correct greedy answer)
+    // per task: answer tokens right, and questions whose every answer token
+    // is right (under teacher forcing that is exactly a correct greedy answer)
     const at::Tensor right = (answer_logits.detach().argmax(-1) == answer_targets).to(at::kLong);  // [N]
-    const at::Tensor rows = at::div(answer_rows, batch.inputs.size(1), "floor");                                 // [N] sequence of each
+    const at::Tensor rows = at::div(answer_rows, batch.inputs.size(1), "floor");                   // [N] sequence of each
+    const at::Tensor questions = batch.answer_question.reshape({-1}).index_select(0, answer_rows);  // [N]
     auto r = right.accessor<int64_t, 1>();
     auto s = rows.accessor<int64_t, 1>();
-    std::vector<int64_t> seq_right(batch.tasks.size(), 0), seq_total(batch.tasks.size(), 0);
+    auto q = questions.accessor<int64_t, 1>();
+    std::map<std::pair<int64_t, int64_t>, std::pair<int64_t, int64_t>> per_question;  // (seq, q) -> (right, total)
     for (int64_t i = 0; i < right.size(0); ++i) {
-      seq_right[s[i]] += r[i];
-      seq_total[s[i]] += 1;
+      auto& cell = per_question[{s[i], q[i]}];
+      cell.first += r[i];
+      cell.second += 1;
     }
-    for (size_t b = 0; b < batch.tasks.size(); ++b) {
-      auto& cell = stats.per_task[batch.tasks[b]];
-      cell[0] += seq_right[b];
-      cell[1] += seq_total[b];
-      cell[2] += seq_right[b] == seq_total[b] ? 1 : 0;
+    for (const auto& [key, counts] : per_question) {
+      auto& cell = stats.per_task[batch.tasks[static_cast<size_t>(key.first)]];
+      cell[0] += counts.first;
+      cell[1] += counts.second;
+      cell[2] += counts.first == counts.second ? 1 : 0;
       cell[3] += 1;
     }
   }
@@ -731,7 +753,7 @@ void Trainer::log_progress(const StepStats& stats) {
   for (const auto& [task, c] : per_task) {
     tasks_json[task] = {{"answer_token_acc", c[1] ? static_cast<double>(c[0]) / c[1] : 0.0},
                         {"answer_exact", c[3] ? static_cast<double>(c[2]) / c[3] : 0.0},
-                        {"sequences", c[3]}};
+                        {"questions", c[3]}};
   }
   const json record = {{"kind", "train"},
                        {"step", step_},
@@ -834,7 +856,7 @@ void Trainer::write_provenance() const {
        {{"generator", "text/tasks.h make_example(task, train split, index, context_tokens)"},
         {"tasks", options_.task_list()},
         {"split", "train (validation split for evaluation; seed ranges disjoint by construction)"},
-        {"sequence", "training_sequence: prompt + answer + <eos>"},
+        {"sequence", "training_sequence: prompt + answer + <eos>, then up to follow_ups further questions about the same context (follow_up_questions), each + answer + <eos>"},
         {"curriculum", "context grows geometrically from min_context to max_context over the run; each step draws "
                        "uniformly in [current/2, current], or with probability long_fraction in [current, long_context]; "
                        "multiples of 64"},

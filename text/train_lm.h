@@ -58,6 +58,8 @@ struct TrainLmOptions {
   int64_t long_context = 2048;        ///< the longest prompts the occasional long steps use.
   int64_t batch_tokens = 2048;        ///< tokens per step: max(1, batch_tokens / context) sequences.
   int64_t steps = 5000;               ///< optimizer steps of the whole run.
+  int64_t follow_ups = 8;             ///< extra questions per training context (follow_up_questions); 0 = one
+                                      ///< question per context, as runs before this option (options.json without it).
 
   // optimisation (resume)
   double lr = 2e-3;                ///< peak learning rate.
@@ -102,6 +104,8 @@ struct TrainBatch {
   at::Tensor inputs;                ///< [B, T] int64: training_sequence minus its last id, <pad>-filled.
   at::Tensor targets;               ///< [B, T] int64: the next ids.
   at::Tensor answer_mask;           ///< [B, T] bool: targets that are answer tokens or the closing <eos>.
+  at::Tensor answer_question;       ///< [B, T] int64: which question of its sequence an answer target
+                                    ///< answers (0 = the example's own, 1.. = follow-ups), -1 elsewhere.
   at::Tensor context_mask;          ///< [B, T] bool: targets inside the prompt.
   int64_t tokens() const;           ///< B * T.
 };

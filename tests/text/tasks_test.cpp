@@ -284,6 +284,63 @@ TEST(Tasks, TrainingSequenceAppendsAnswerAndEos) {
   EXPECT_TRUE(std::equal(ex.answer.begin(), ex.answer.end(), seq.begin() + ex.prompt.size()));
 }
 
+TEST(FollowUps, EveryFollowUpIsAnsweredByTheOracleFromTheSamePrompt) {
+  for (const std::string& task : task_names()) {
+    for (int64_t length : {min_context_tokens(task), int64_t{128}, int64_t{1024}}) {
+      int64_t asked = 0;
+      for (const TaskExample& ex : make_examples(task, Split::kTrain, 7, 20, length)) {
+        const std::vector<FollowUp> follow_ups = follow_up_questions(ex, 64);
+        const std::vector<int64_t> own(ex.prompt.begin() + ex.question_begin, ex.prompt.end());
+        for (const FollowUp& f : follow_ups) {
+          EXPECT_NE(f.question, own) << task << ": a follow-up repeats the example's question";
+          // the same body asked the follow-up's question instead
+          TaskExample other = ex;
+          other.prompt.resize(static_cast<size_t>(ex.question_begin));
+          other.prompt.insert(other.prompt.end(), f.question.begin(), f.question.end());
+          ASSERT_EQ(oracle(other), builtin_tokenizer().decode(f.answer))
+              << task << " length " << length << " index " << ex.index << ": "
+              << builtin_tokenizer().decode(f.question);
+        }
+        asked += static_cast<int64_t>(follow_ups.size());
+      }
+      // from 128 tokens on, every task has other records to ask about
+      if (length >= 128) EXPECT_GE(asked, 20) << task << " length " << length;
+    }
+  }
+}
+
+TEST(FollowUps, CappedAndAPureFunctionOfTheExample) {
+  const TaskExample ex = make_example("kv_retrieval", Split::kTrain, 3, 1024);
+  const std::vector<FollowUp> a = follow_up_questions(ex, 8), b = follow_up_questions(ex, 8);
+  ASSERT_EQ(a.size(), 8u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].question, b[i].question);
+    EXPECT_EQ(a[i].answer, b[i].answer);
+  }
+  EXPECT_TRUE(follow_up_questions(ex, 0).empty());
+  EXPECT_THROW(follow_up_questions(ex, -1), std::invalid_argument);
+}
+
+TEST(FollowUps, TrainingSequenceMarksEveryAnswerAndEos) {
+  const TaskExample ex = make_example("needle", Split::kTrain, 5, 512);
+  const std::vector<FollowUp> follow_ups = follow_up_questions(ex, 3);
+  ASSERT_EQ(follow_ups.size(), 3u);
+  std::vector<TokenSpan> spans;
+  const std::vector<int64_t> seq = training_sequence(ex, follow_ups, &spans);
+  ASSERT_EQ(spans.size(), 4u);
+  EXPECT_EQ(spans[0].begin, static_cast<int64_t>(ex.prompt.size()));
+  for (size_t q = 0; q < spans.size(); ++q) {
+    const std::vector<int64_t>& answer = q == 0 ? ex.answer : follow_ups[q - 1].answer;
+    ASSERT_EQ(spans[q].end - spans[q].begin, static_cast<int64_t>(answer.size()) + 1);
+    EXPECT_EQ(std::vector<int64_t>(seq.begin() + spans[q].begin, seq.begin() + spans[q].end - 1), answer);
+    EXPECT_EQ(seq[spans[q].end - 1], Tokenizer::kEos);
+    EXPECT_EQ(seq[spans[q].begin - 1], Tokenizer::kA);
+  }
+  EXPECT_EQ(spans.back().end, static_cast<int64_t>(seq.size()));
+  // no follow-ups: the plain training sequence
+  EXPECT_EQ(training_sequence(ex, {}), training_sequence(ex));
+}
+
 TEST(Scoring, ExactMatchTrimsAtEos) {
   EXPECT_EQ(score_exact({4, 5, 6}, {4, 5, 6}), 1.0);
   EXPECT_EQ(score_exact({4, 5, 6, Tokenizer::kEos, 9}, {4, 5, 6}), 1.0);

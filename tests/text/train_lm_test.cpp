@@ -168,12 +168,23 @@ TEST(TrainLm, BatchIsAPureFunctionOfTheStep) {
   EXPECT_TRUE(at::equal(a.inputs, b.inputs));
   EXPECT_EQ(a.indices, b.indices);
   EXPECT_NE(a.indices, c.indices);
-  // each row supervises its answer and the closing <eos>, nothing past it
+  // each row supervises its answers and their closing <eos>, nothing past
+  // the last; the prompt and the follow-up questions are context
   for (int64_t row = 0; row < a.inputs.size(0); ++row) {
     const at::Tensor answer_targets = a.targets[row].masked_select(a.answer_mask[row]);
     EXPECT_EQ(answer_targets[-1].item<int64_t>(), Tokenizer::kEos);
-    EXPECT_EQ(a.context_mask[row].sum().item<int64_t>(), a.context - 1);
+    const int64_t questions = a.answer_question[row].max().item<int64_t>() + 1;
+    EXPECT_EQ(at::eq(answer_targets, Tokenizer::kEos).sum().item<int64_t>(), questions);
+    const int64_t real = at::ne(a.targets[row], Tokenizer::kPad).sum().item<int64_t>();
+    EXPECT_EQ(a.context_mask[row].sum().item<int64_t>() + a.answer_mask[row].sum().item<int64_t>(), real);
+    EXPECT_FALSE(at::logical_and(a.context_mask[row], a.answer_mask[row]).any().item<bool>());
   }
+  TrainLmOptions single = o;
+  single.follow_ups = 0;
+  const TrainBatch one = make_train_batch(single, 7);
+  for (int64_t row = 0; row < one.inputs.size(0); ++row)
+    EXPECT_EQ(one.context_mask[row].sum().item<int64_t>(), one.context - 1);
+  EXPECT_GT(a.answer_mask.sum().item<int64_t>(), 2 * one.answer_mask.sum().item<int64_t>());
 }
 
 TEST(TrainLm, LearningRateWarmsUpThenDecaysToTheFloor) {
