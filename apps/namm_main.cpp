@@ -24,6 +24,9 @@ const std::vector<Command>& commands() {
       {"eval-text", "compare memory policies on the held-out language tasks", namm::app::run_eval_text},
       {"frames", "decode a clip and write N uniformly sampled frames as PNG", namm::app::run_frames},
       {"make-scenes", "render the synthetic video QA scenes (clips + questions)", namm::app::run_make_scenes},
+      {"gen-data", "train behaviour policies and write offline RL datasets", namm::app::run_gen_data},
+      {"train-dt", "train a Decision Transformer on an offline dataset", namm::app::run_train_dt},
+      {"rollout", "run a Decision Transformer in MuJoCo with a memory policy", namm::app::run_rollout},
   };
   return table;
 }

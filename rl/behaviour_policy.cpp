@@ -1,0 +1,1 @@
+#include "rl/behaviour_policy.h"

@@ -1,0 +1,1 @@
+#include "rl/decision_transformer.h"

@@ -1,0 +1,1 @@
+#include "rl/dt_checkpoint.h"

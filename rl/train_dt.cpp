@@ -1,0 +1,1 @@
+#include "rl/train_dt.h"
