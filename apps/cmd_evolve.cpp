@@ -3,6 +3,7 @@
 // same options to resume. Ctrl-C drops the generation under way and keeps the
 // last checkpoint (a second Ctrl-C kills at once; checkpoints are atomic).
 #include "apps/options.h"
+#include "core/cluster.h"
 #include "text/evolution.h"
 #include "text/text_eval.h"
 
@@ -37,6 +38,9 @@ std::string git_commit() {
 
 }  // namespace
 
+int evolve_on_rank_zero(EvolutionOptions& evolution, const std::string& lm_dir, const std::string& out_path,
+                        Cluster& cluster);
+
 int run_evolve(const std::vector<std::string>& args) {
   std::string lm_dir, out_path, checkpoint_dir, log_path;
   std::vector<std::string> stage_texts;
@@ -46,6 +50,7 @@ int run_evolve(const std::vector<std::string>& args) {
   uint64_t seed = 0;
   int threads = 2;
   bool no_share = false;
+  std::string cluster_kind = "auto";
   po::options_description options("options");
   options.add_options()
       ("lm", po::value(&lm_dir)->required(), "language model checkpoint directory (Hugging Face Llama layout)")
@@ -64,7 +69,8 @@ int run_evolve(const std::vector<std::string>& args) {
       ("checkpoint-dir", po::value(&checkpoint_dir), "checkpoint directory (default: OUT.ckpt); an existing checkpoint is resumed")
       ("log", po::value(&log_path), "JSONL log, one line per generation (default: CHECKPOINT_DIR/log.jsonl)")
       ("stop-after", po::value(&stop_after)->default_value(0), "return after this many generations of this call (0: run to the end)")
-      ("no-shared-prefix", po::bool_switch(&no_share), "feed every prompt from scratch for every candidate (slower, same results)");
+      ("no-shared-prefix", po::bool_switch(&no_share), "feed every prompt from scratch for every candidate (slower, same results)")
+      ("cluster", po::value(&cluster_kind)->default_value("auto"), "auto (MPI when started by mpirun/srun), single or mpi: the ranks share each generation's candidates");
   po::variables_map vm;
   if (!parse_options("evolve", "--lm DIR --out NAMM.safetensors --stage TASKS[:GENS] [--stage ...] [options]", options,
                      args, vm)) {
@@ -102,9 +108,46 @@ int run_evolve(const std::vector<std::string>& args) {
     throw UsageError(e.what());
   }
 
+  if (cluster_kind != "auto" && cluster_kind != "single" && cluster_kind != "mpi") {
+    throw UsageError("--cluster must be auto, single or mpi, got '" + cluster_kind + "'");
+  }
+  const bool use_mpi = cluster_kind == "mpi" || (cluster_kind == "auto" && launched_by_mpi() && built_with_mpi());
+  const std::unique_ptr<Cluster> cluster = use_mpi ? mpi_cluster() : single_process_cluster();
+  evolution.cluster = cluster.get();
+  const int rank = cluster->rank();
+  if (rank != 0) {
+    // a worker: whatever goes wrong here must end the whole job, or rank 0 waits forever
+    try {
+      serve_evolution(load_task_model(lm_dir), evolution);
+    } catch (const std::exception& e) {
+      std::string message = e.what();
+      cluster->abort_job("namm evolve: rank " + std::to_string(rank) + ": error: " +
+                             message.substr(0, message.find('\n')),
+                         1);
+    }
+    return 0;
+  }
+
+  try {
+    return evolve_on_rank_zero(evolution, lm_dir, out_path, *cluster);
+  } catch (const std::exception& e) {
+    if (cluster->size() <= 1) throw;
+    std::string message = e.what();
+    cluster->abort_job("namm evolve: error: " + message.substr(0, message.find('\n')), 1);
+  }
+}
+
+int evolve_on_rank_zero(EvolutionOptions& evolution, const std::string& lm_dir, const std::string& out_path,
+                        Cluster& cluster) {
   const Llama model = load_task_model(lm_dir);
   std::cout << "language model: " << model->config().summary() << "\n"
-            << "checkpoints: " << evolution.checkpoint_dir << "\n" << std::flush;
+            << "checkpoints: " << evolution.checkpoint_dir << "\n"
+            << "processes: " << cluster.description();
+  if (cluster.size() > 1) {
+    std::cout << " (if a rank dies, mpirun ends the job; the last generation's checkpoint stays: run the same "
+                 "command to resume, with any number of ranks)";
+  }
+  std::cout << "\n" << std::flush;
   evolution.progress = &std::cout;
   g_stop = false;
   evolution.stop = &g_stop;

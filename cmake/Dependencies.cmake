@@ -16,3 +16,19 @@ target_include_directories(namm_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
 # at::parallel_for is a header template whose `#pragma omp parallel` is
 # compiled into OUR objects: without OpenMP flags it silently runs on one thread.
 target_link_libraries(namm_torch INTERFACE OpenMP::OpenMP_CXX)
+
+# Optional: Open MPI (libopenmpi-dev) for evolution across processes and machines.
+# AUTO uses it when found; ON requires it; OFF builds the single-process program.
+set(NAMM_MPI "AUTO" CACHE STRING "Build the MPI backend of namm evolve: AUTO, ON or OFF")
+set(NAMM_WITH_MPI OFF)
+if(NOT NAMM_MPI STREQUAL "OFF")
+  if(NAMM_MPI STREQUAL "ON")
+    find_package(MPI REQUIRED COMPONENTS CXX)
+  else()
+    find_package(MPI QUIET COMPONENTS CXX)
+  endif()
+  if(MPI_CXX_FOUND)
+    set(NAMM_WITH_MPI ON)
+  endif()
+endif()
+message(STATUS "namm: MPI backend ${NAMM_WITH_MPI}")

@@ -3,6 +3,7 @@
 
 #include "adapters/memory_controller.h"
 #include "core/atomic_file.h"
+#include "core/cluster.h"
 #include "core/cma_es.h"
 #include "core/namm_policy.h"
 
@@ -12,7 +13,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -22,6 +26,7 @@
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <type_traits>
 
 namespace namm {
 namespace {
@@ -67,7 +72,24 @@ struct StatisticsPool {
     var = m2 / total;
     count = total;
   }
+
+  /// The union as a (frozen) normaliser; an unset one when nothing was added.
+  FeatureNormalizer to_normalizer(int64_t features) const {
+    FeatureNormalizer out(features);
+    if (count > 0) out.set(mean, var, count);
+    return out;
+  }
 };
+
+// Merges candidates' statistics in order; frozen identity when nothing was
+// seen (no update ran), so the run still moves on to frozen statistics.
+FeatureNormalizer pool_normalizers(const std::vector<FeatureNormalizer>& normalizers, int64_t features) {
+  StatisticsPool statistics;
+  for (const FeatureNormalizer& normalizer : normalizers) statistics.add(normalizer);
+  FeatureNormalizer out = statistics.to_normalizer(features);
+  if (statistics.count == 0) out.freeze();
+  return out;
+}
 
 // A NAMM with base's config and normaliser and the given parameters [P].
 NammModel namm_with_params(const NammConfig& config, const FeatureNormalizer& normalizer, const at::Tensor& params) {
@@ -386,6 +408,7 @@ FitnessReport evaluate_candidates(const Llama& model, const NammModel& base, con
       const int64_t k = item % (k_count + 1) - 1;
       const size_t e = static_cast<size_t>(first + i);
       std::unique_ptr<MemoryPolicy> policy;
+      if (k < 0 && !options.compute_full) return;
       if (k < 0) {
         policy = make_policy(PolicySpec{});  // "full"
       } else {
@@ -429,15 +452,14 @@ FitnessReport evaluate_candidates(const Llama& model, const NammModel& base, con
   }
 
   if (pool) {
-    // merged in candidate and example order: independent of the schedule
-    StatisticsPool statistics;
-    for (const FeatureNormalizer& normalizer : normalizers) statistics.add(normalizer);
-    report.pooled_normalizer = FeatureNormalizer(base.config.spectrogram.num_freqs());
-    if (statistics.count > 0) {
-      report.pooled_normalizer.set(statistics.mean, statistics.var, statistics.count);
-    } else {
-      report.pooled_normalizer.freeze();  // nothing was seen (no update ran): identity from now on
+    // each candidate's statistics merged in example order, then the candidates
+    // in order: independent of the schedule and of how ranks share candidates
+    for (int64_t k = 0; k < k_count; ++k) {
+      StatisticsPool statistics;
+      for (int64_t e = 0; e < e_count; ++e) statistics.add(normalizers[static_cast<size_t>(k * e_count + e)]);
+      report.candidate_normalizers.push_back(statistics.to_normalizer(base.config.spectrogram.num_freqs()));
     }
+    report.pooled_normalizer = pool_normalizers(report.candidate_normalizers, base.config.spectrogram.num_freqs());
   }
   return report;
 }
@@ -517,11 +539,286 @@ std::string GenerationRecord::to_json() const {
   out["profile"] = {{"prefix", prefix_seconds},       {"full", full_seconds},
                     {"candidates", candidate_seconds}, {"candidate_prefill", candidate_prefill_seconds},
                     {"candidate_decode", candidate_decode_seconds}, {"namm_updates", policy_seconds},
-                    {"cma", cma_seconds},              {"checkpoint", checkpoint_seconds}};
+                    {"cma", cma_seconds},              {"checkpoint", checkpoint_seconds},
+                    {"cluster", cluster_seconds}};
+  out["ranks"] = ranks;
+  out["cluster_bytes"] = cluster_bytes;
   return out.dump();
 }
 
+namespace {
+
+// ---------------------------------------------------------------------------
+// Spreading a generation over ranks. Rank 0 broadcasts a work order (the
+// candidates, the normaliser, the prompts), every rank scores its contiguous
+// share of the candidates, rank 0 gathers the shares. Messages are plain
+// little-endian byte strings: both ends are this program.
+
+class ByteWriter {
+ public:
+  template <class T>
+  void put(T value) {
+    static_assert(std::is_trivially_copyable<T>::value, "plain values only");
+    bytes_.append(reinterpret_cast<const char*>(&value), sizeof(T));
+  }
+  void put_string(const std::string& text) {
+    put<int64_t>(static_cast<int64_t>(text.size()));
+    bytes_ += text;
+  }
+  void put_doubles(const std::vector<double>& values) {
+    put<int64_t>(static_cast<int64_t>(values.size()));
+    bytes_.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(double));
+  }
+  std::string& bytes() { return bytes_; }
+
+ private:
+  std::string bytes_;
+};
+
+class ByteReader {
+ public:
+  explicit ByteReader(const std::string& bytes) : bytes_(bytes) {}
+  template <class T>
+  T get() {
+    need(sizeof(T));
+    T value;
+    std::memcpy(&value, bytes_.data() + offset_, sizeof(T));
+    offset_ += sizeof(T);
+    return value;
+  }
+  std::string get_string() {
+    const auto length = static_cast<size_t>(get<int64_t>());
+    need(length);
+    std::string out = bytes_.substr(offset_, length);
+    offset_ += length;
+    return out;
+  }
+  std::vector<double> get_doubles() {
+    const auto count = static_cast<size_t>(get<int64_t>());
+    need(count * sizeof(double));
+    std::vector<double> out(count);
+    std::memcpy(out.data(), bytes_.data() + offset_, count * sizeof(double));
+    offset_ += count * sizeof(double);
+    return out;
+  }
+
+ private:
+  void need(size_t n) const {
+    if (offset_ + n > bytes_.size()) {
+      throw std::runtime_error("evolution message truncated: need " + std::to_string(n) + " bytes at " +
+                               std::to_string(offset_) + " of " + std::to_string(bytes_.size()));
+    }
+  }
+  const std::string& bytes_;
+  size_t offset_ = 0;
+};
+
+void put_normalizer(ByteWriter& out, const FeatureNormalizer& normalizer) {
+  out.put<uint8_t>(normalizer.frozen() ? 1 : 0);
+  out.put<double>(normalizer.count());
+  out.put_doubles(normalizer.mean().defined() ? to_vector(normalizer.mean()) : std::vector<double>{});
+  out.put_doubles(normalizer.variance().defined() ? to_vector(normalizer.variance()) : std::vector<double>{});
+}
+
+FeatureNormalizer get_normalizer(ByteReader& in, int64_t features) {
+  const bool frozen = in.get<uint8_t>() != 0;
+  const double count = in.get<double>();
+  const std::vector<double> mean = in.get_doubles(), var = in.get_doubles();
+  // an unfrozen normaliser is a fresh one (it only learns inside a generation)
+  FeatureNormalizer out(features);
+  if (frozen && !mean.empty()) out.set(at::tensor(mean, at::kDouble), at::tensor(var, at::kDouble), count);
+  if (frozen) out.freeze();
+  return out;
+}
+
+enum class Order : uint8_t { kFinish = 0, kEvaluate = 1 };
+
+/// What a rank scored: candidates [first, last) of the work order.
+struct Share {
+  int64_t first = 0, last = 0;
+  std::vector<std::vector<double>> scores;   // [last - first][E]
+  std::vector<double> retained;              // [last - first]
+  std::vector<FeatureNormalizer> normalizers;  // [last - first] when pooling
+  double candidate_seconds = 0, prefill_seconds = 0, decode_seconds = 0, policy_seconds = 0;
+  bool interrupted = false;
+};
+
+std::string encode_share(const FitnessReport& report, int64_t first, int64_t last) {
+  ByteWriter out;
+  out.put<int64_t>(first);
+  out.put<int64_t>(last);
+  for (int64_t k = 0; k < last - first; ++k) {
+    out.put_doubles(report.scores[static_cast<size_t>(k)]);
+    out.put<double>(report.retained_fraction[static_cast<size_t>(k)]);
+  }
+  out.put<uint8_t>(report.candidate_normalizers.empty() ? 0 : 1);
+  for (const FeatureNormalizer& normalizer : report.candidate_normalizers) put_normalizer(out, normalizer);
+  out.put<double>(report.candidate_seconds);
+  out.put<double>(report.candidate_prefill_seconds);
+  out.put<double>(report.candidate_decode_seconds);
+  out.put<double>(report.candidate_policy_seconds);
+  out.put<uint8_t>(report.interrupted ? 1 : 0);
+  return std::move(out.bytes());
+}
+
+Share decode_share(const std::string& bytes, int64_t features) {
+  ByteReader in(bytes);
+  Share share;
+  share.first = in.get<int64_t>();
+  share.last = in.get<int64_t>();
+  for (int64_t k = share.first; k < share.last; ++k) {
+    share.scores.push_back(in.get_doubles());
+    share.retained.push_back(in.get<double>());
+  }
+  if (in.get<uint8_t>() != 0) {
+    for (int64_t k = share.first; k < share.last; ++k) share.normalizers.push_back(get_normalizer(in, features));
+  }
+  share.candidate_seconds = in.get<double>();
+  share.prefill_seconds = in.get<double>();
+  share.decode_seconds = in.get<double>();
+  share.policy_seconds = in.get<double>();
+  share.interrupted = in.get<uint8_t>() != 0;
+  return share;
+}
+
+/// The examples named in a work order, made the same way on every rank.
+std::vector<TaskExample> read_examples(ByteReader& in, const ExampleMaker& maker) {
+  std::vector<TaskExample> examples;
+  const int64_t count = in.get<int64_t>();
+  for (int64_t i = 0; i < count; ++i) {
+    const std::string task = in.get_string();
+    const int64_t index = in.get<int64_t>();
+    const int64_t context = in.get<int64_t>();
+    examples.push_back(maker(task, Split::kTrain, index, context));
+  }
+  return examples;
+}
+
+/// The fault a test asks for with NAMM_EVOLVE_FAULT="RANK:GENERATION".
+bool fault_requested(int rank, int64_t generation) {
+  const char* text = std::getenv("NAMM_EVOLVE_FAULT");
+  if (text == nullptr) return false;
+  int fault_rank = -1;
+  long long fault_generation = -1;
+  return std::sscanf(text, "%d:%lld", &fault_rank, &fault_generation) == 2 && fault_rank == rank &&
+         fault_generation == generation;
+}
+
+/// Rank 0's side of one generation over the cluster: same report as
+/// evaluate_candidates on one process.
+FitnessReport evaluate_on_cluster(Cluster& cluster, const Llama& model, const NammModel& base,
+                                  const at::Tensor& rows, const std::vector<TaskExample>& examples,
+                                  int64_t generation, const FitnessOptions& options) {
+  const int64_t k_count = rows.size(0), params = rows.size(1);
+  ByteWriter order;
+  order.put<uint8_t>(static_cast<uint8_t>(Order::kEvaluate));
+  order.put<int64_t>(generation);
+  order.put<int64_t>(k_count);
+  order.put<int64_t>(params);
+  const at::Tensor flat = rows.to(at::kDouble).contiguous();
+  order.bytes().append(reinterpret_cast<const char*>(flat.data_ptr<double>()),
+                       static_cast<size_t>(flat.numel()) * sizeof(double));
+  put_normalizer(order, base.normalizer);
+  order.put<int64_t>(static_cast<int64_t>(examples.size()));
+  for (const TaskExample& example : examples) {
+    order.put_string(example.task);
+    order.put<int64_t>(example.index);
+    order.put<int64_t>(static_cast<int64_t>(example.prompt.size()));
+  }
+  auto start = std::chrono::steady_clock::now();
+  cluster.broadcast(order.bytes());
+  double cluster_seconds = seconds_since(start);
+
+  const auto [first, last] = share_of(k_count, 0, cluster.size());
+  FitnessReport report = evaluate_candidates(model, base, rows.slice(0, first, last), examples, options);
+  start = std::chrono::steady_clock::now();
+  const std::vector<std::string> gathered = cluster.gather(encode_share(report, first, last));
+  cluster_seconds += seconds_since(start);
+  int64_t cluster_bytes = static_cast<int64_t>(order.bytes().size()) * (cluster.size() - 1);
+  for (size_t r = 1; r < gathered.size(); ++r) cluster_bytes += static_cast<int64_t>(gathered[r].size());
+
+  // assemble every rank's share in candidate order
+  const int64_t features = base.config.spectrogram.num_freqs();
+  const bool pool = !base.normalizer.frozen();
+  std::vector<std::string> tasks;
+  for (const TaskExample& example : examples) tasks.push_back(example.task);
+  FitnessReport all;
+  all.full_scores = report.full_scores;
+  all.informative_examples = report.informative_examples;
+  all.prefix_seconds = report.prefix_seconds;
+  all.full_seconds = report.full_seconds;
+  for (size_t r = 0; r < gathered.size(); ++r) {
+    const Share share = decode_share(gathered[r], features);
+    const auto expected = share_of(k_count, static_cast<int>(r), cluster.size());
+    if (share.first != expected.first || share.last != expected.second) {
+      throw std::runtime_error("rank " + std::to_string(r) + " scored candidates [" + std::to_string(share.first) +
+                               ", " + std::to_string(share.last) + "), expected [" + std::to_string(expected.first) +
+                               ", " + std::to_string(expected.second) + ")");
+    }
+    for (size_t k = 0; k < share.scores.size(); ++k) {
+      all.scores.push_back(share.scores[k]);
+      all.retained_fraction.push_back(share.retained[k]);
+      all.fitness.push_back(fitness_from_scores(share.scores[k], all.full_scores, tasks));
+      if (pool) all.candidate_normalizers.push_back(share.normalizers.at(k));
+    }
+    all.candidate_seconds += share.candidate_seconds;
+    all.candidate_prefill_seconds += share.prefill_seconds;
+    all.candidate_decode_seconds += share.decode_seconds;
+    all.candidate_policy_seconds += share.policy_seconds;
+    all.interrupted = all.interrupted || share.interrupted;
+  }
+  all.interrupted = all.interrupted || report.interrupted;
+  if (pool) all.pooled_normalizer = pool_normalizers(all.candidate_normalizers, features);
+  all.cluster_seconds = cluster_seconds;
+  all.cluster_bytes = cluster_bytes;
+  return all;
+}
+
+void finish_cluster(Cluster* cluster) {
+  if (cluster == nullptr || cluster->size() <= 1) return;
+  ByteWriter order;
+  order.put<uint8_t>(static_cast<uint8_t>(Order::kFinish));
+  cluster->broadcast(order.bytes());
+}
+
+}  // namespace
+
+void serve_evolution(const Llama& model, const EvolutionOptions& options) {
+  Cluster* cluster = options.cluster;
+  if (cluster == nullptr || cluster->rank() == 0) {
+    throw std::invalid_argument("serve_evolution runs on ranks other than 0 of a cluster");
+  }
+  options.validate();
+  const ExampleMaker maker = options.make_example ? options.make_example : ExampleMaker(make_example);
+  const int64_t features = options.namm.spectrogram.num_freqs();
+  for (;;) {
+    std::string bytes;
+    cluster->broadcast(bytes);
+    ByteReader in(bytes);
+    if (static_cast<Order>(in.get<uint8_t>()) == Order::kFinish) return;
+    const int64_t generation = in.get<int64_t>();
+    if (fault_requested(cluster->rank(), generation)) std::raise(SIGKILL);
+    const int64_t k_count = in.get<int64_t>(), params = in.get<int64_t>();
+    at::Tensor rows = at::empty({k_count, params}, at::kDouble);
+    for (int64_t i = 0; i < k_count * params; ++i) rows.data_ptr<double>()[i] = in.get<double>();
+    NammModel base = NammModel::zeros(options.namm);
+    base.normalizer = get_normalizer(in, features);
+    const std::vector<TaskExample> examples = read_examples(in, maker);
+
+    const auto [first, last] = share_of(k_count, cluster->rank(), cluster->size());
+    FitnessOptions fitness = options.fitness;
+    fitness.compute_full = false;  // rank 0 runs the references
+    fitness.stop = nullptr;        // rank 0 decides when the run stops
+    const FitnessReport report = evaluate_candidates(model, base, rows.slice(0, first, last), examples, fitness);
+    cluster->gather(encode_share(report, first, last));
+  }
+}
+
 EvolutionResult evolve(const Llama& model, const EvolutionOptions& options) {
+  if (options.cluster != nullptr && options.cluster->rank() != 0) {
+    throw std::invalid_argument("evolve runs on rank 0; rank " + std::to_string(options.cluster->rank()) +
+                                " runs serve_evolution");
+  }
   options.validate();
   const ExampleMaker maker = options.make_example ? options.make_example : ExampleMaker(make_example);
   const bool checkpoints = !options.checkpoint_dir.empty();
@@ -574,7 +871,10 @@ EvolutionResult evolve(const Llama& model, const EvolutionOptions& options) {
     base.normalizer = state.normalizer;
     FitnessOptions fitness_options = options.fitness;
     fitness_options.stop = options.stop;
-    const FitnessReport report = evaluate_candidates(model, base, rows, examples, fitness_options);
+    const bool spread = options.cluster != nullptr && options.cluster->size() > 1;
+    const FitnessReport report =
+        spread ? evaluate_on_cluster(*options.cluster, model, base, rows, examples, state.generation + 1, fitness_options)
+               : evaluate_candidates(model, base, rows, examples, fitness_options);
     if (report.interrupted) break;  // the generation is dropped; the last checkpoint stays
 
     const int64_t lambda = options.population;
@@ -611,6 +911,9 @@ EvolutionResult evolve(const Llama& model, const EvolutionOptions& options) {
     record.candidate_decode_seconds = report.candidate_decode_seconds;
     record.policy_seconds = report.candidate_policy_seconds;
     record.cma_seconds = cma_seconds;
+    record.cluster_seconds = report.cluster_seconds;
+    record.cluster_bytes = report.cluster_bytes;
+    record.ranks = options.cluster != nullptr ? options.cluster->size() : 1;
 
     // a finished stage saves its mean; the next starts from it
     if (cma->generation() >= stage.generations) {
@@ -669,6 +972,7 @@ EvolutionResult evolve(const Llama& model, const EvolutionOptions& options) {
     }
   }
 
+  finish_cluster(options.cluster);
   result.generations_done = state.generation;
   result.finished = state.finished;
   result.final_fitness = state.last_mean_fitness;

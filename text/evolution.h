@@ -65,6 +65,8 @@ struct FitnessOptions {
   AnswerOptions answer;
   int threads = 2;
   bool share_prefix = true;  ///< compute the common prefix once per prompt (same results, faster).
+  bool compute_full = true;  ///< run the full-cache references (off on ranks that only score candidates:
+                             ///< full_scores stay 0 and fitness is not computed).
   const std::atomic<bool>* stop = nullptr;  ///< set: skip the remaining work, report interrupted.
 };
 
@@ -76,6 +78,9 @@ struct FitnessReport {
   std::vector<double> full_scores;             ///< [E] the full cache's scores.
   int64_t informative_examples = 0;            ///< examples whose full-cache score is > 0.
   FeatureNormalizer pooled_normalizer;         ///< candidates' statistics merged (empty when the base was frozen).
+  std::vector<FeatureNormalizer> candidate_normalizers;  ///< [K] each candidate's statistics merged over examples
+                                                         ///< in order (empty when the base was frozen); pooled
+                                                         ///< merges these in candidate order.
   double prefix_seconds = 0.0;                 ///< summed over threads: shared prefixes.
   double full_seconds = 0.0;                   ///< full-cache references.
   double candidate_seconds = 0.0;              ///< candidates' examples.
@@ -83,6 +88,8 @@ struct FitnessReport {
   double candidate_decode_seconds = 0.0;       ///< of which answer tokens.
   double candidate_policy_seconds = 0.0;       ///< of which NAMM updates.
   bool interrupted = false;                    ///< stop was set: the numbers are incomplete.
+  double cluster_seconds = 0.0;                ///< rank 0 in broadcast + gather (evolve over a cluster).
+  int64_t cluster_bytes = 0;                   ///< bytes broadcast and gathered.
 };
 
 /// Fitness of a set of scores: mean over tasks (first-appearance order) of
@@ -95,6 +102,8 @@ double fitness_from_scores(const std::vector<double>& scores, const std::vector<
 /// as NAMMs with base's config and normaliser on the same examples.
 FitnessReport evaluate_candidates(const Llama& model, const NammModel& base, const at::Tensor& candidates,
                                   const std::vector<TaskExample>& examples, const FitnessOptions& options);
+
+class Cluster;
 
 /// Everything a run is made of.
 struct EvolutionOptions {
@@ -120,6 +129,12 @@ struct EvolutionOptions {
   const std::atomic<bool>* stop = nullptr;  ///< set (e.g. by SIGINT): abandon the generation under way, return (the last checkpoint stays).
   int64_t stop_after_generations = 0;  ///< > 0: return after this many generations of this call (tests, time slicing).
   ExampleMaker make_example;         ///< empty: namm::make_example.
+  /// Processes sharing the fitness evaluations (core/cluster.h); null or one
+  /// rank: this process alone. Rank 0 runs evolve() and owns CMA-ES, the
+  /// checkpoints and the output; every other rank runs serve_evolution().
+  /// Each rank scores a contiguous share of the candidates; rank 0 also runs
+  /// the full-cache references. Results do not depend on the number of ranks.
+  Cluster* cluster = nullptr;
 
   /// Throws std::invalid_argument naming the offending value.
   void validate() const;
@@ -148,6 +163,11 @@ struct GenerationRecord {
   double prefix_seconds = 0.0, full_seconds = 0.0, candidate_seconds = 0.0;
   double candidate_prefill_seconds = 0.0, candidate_decode_seconds = 0.0, policy_seconds = 0.0;
   double cma_seconds = 0.0, checkpoint_seconds = 0.0;
+  /// Over a cluster: wall seconds rank 0 spent in the broadcast and the gather
+  /// (waiting for slower ranks included), and the bytes those moved; 0 alone.
+  double cluster_seconds = 0.0;
+  int64_t cluster_bytes = 0;
+  int ranks = 1;
 
   /// One JSON line (no newline).
   std::string to_json() const;
@@ -167,5 +187,12 @@ struct EvolutionResult {
 /// or stop_after_generations (right after a checkpoint). Throws std::runtime_error naming the file on a
 /// corrupt checkpoint or one made with other options.
 EvolutionResult evolve(const Llama& model, const EvolutionOptions& options);
+
+/// The loop of a rank other than 0: receives each generation's candidates and
+/// prompts from rank 0, scores its share, sends the results back; returns when
+/// rank 0's evolve() returns. options must equal rank 0's (same command line).
+/// Environment NAMM_EVOLVE_FAULT="RANK:GENERATION" makes that rank kill
+/// itself on receiving that generation (tests of a rank dying mid-generation).
+void serve_evolution(const Llama& model, const EvolutionOptions& options);
 
 }  // namespace namm

@@ -202,6 +202,7 @@ json options_json(const TrainLmOptions& o) {
               {"grad_clip", o.grad_clip},
               {"context_loss_weight", o.context_loss_weight},
               {"seed", o.seed},
+              {"init_from", o.init_from},
               {"threads", o.threads},
               {"log_every", o.log_every},
               {"checkpoint_every", o.checkpoint_every},
@@ -218,7 +219,7 @@ const char* const kResumeFields[] = {"layers",       "hidden",        "heads",  
                                      "min_context",  "max_context",   "long_fraction", "long_context",
                                      "batch_tokens", "steps", "follow_ups",         "lr",            "min_lr_ratio",
                                      "warmup_steps", "weight_decay",  "beta1",         "beta2",
-                                     "grad_clip",    "context_loss_weight", "seed"};
+                                     "grad_clip",    "context_loss_weight", "seed",  "init_from"};
 
 }  // namespace
 
@@ -271,6 +272,7 @@ TrainLmOptions TrainLmOptions::from_json(const std::string& json_text, const std
   get("grad_clip", o.grad_clip);
   get("context_loss_weight", o.context_loss_weight);
   get("seed", o.seed);
+  get("init_from", o.init_from);
   get("threads", o.threads);
   get("log_every", o.log_every);
   get("checkpoint_every", o.checkpoint_every);
@@ -536,6 +538,21 @@ Trainer::Trainer(TrainLmOptions options, std::ostream* progress)
     // initial weights are a function of the seed alone
     at::manual_seed(options_.seed);
     model_ = Llama(options_.model_config());
+  }
+  if (!options_.init_from.empty() && !fs::exists(fs::path(options_.out_dir) / kStateFile)) {
+    // a previous stage's weights; the optimizer starts afresh
+    const LlamaCheckpoint start = load_llama_checkpoint(options_.init_from);
+    const auto source = start.model->hf_named_parameters();
+    at::NoGradGuard no_grad;
+    for (const auto& [name, p] : model_->hf_named_parameters()) {
+      auto it = std::find_if(source.begin(), source.end(), [&](const auto& item) { return item.first == name; });
+      if (it == source.end() || !it->second.sizes().equals(p.sizes())) {
+        throw std::runtime_error(options_.init_from + ": cannot start from it: tensor " + name +
+                                 (it == source.end() ? " is missing" : " has shape " + c10::str(it->second.sizes()) +
+                                                                           ", the run needs " + c10::str(p.sizes())));
+      }
+      p.copy_(it->second);
+    }
   }
   std::vector<at::Tensor> decay, no_decay;
   for (const auto& [name, p] : model_->hf_named_parameters()) {
@@ -844,6 +861,16 @@ void Trainer::write_provenance() const {
   const LlamaConfig config = options_.model_config();
   int64_t parameters = 0;
   for (const at::Tensor& p : optim_->parameters) parameters += p.numel();
+  // the stage this run started from, as its own record said
+  json init_provenance = nullptr;
+  if (!options_.init_from.empty()) {
+    const fs::path path = fs::path(options_.init_from) / "provenance.json";
+    try {
+      if (fs::exists(path)) init_provenance = json::parse(read_file(path.string()));
+    } catch (const std::exception&) {
+      init_provenance = "unreadable: " + path.string();
+    }
+  }
   json provenance = {
       {"what", "Llama-style host trained from scratch by `namm train-lm` on the synthetic long-context task suite"},
       {"command_line", options_.command_line},
@@ -865,6 +892,7 @@ void Trainer::write_provenance() const {
         {"long_fraction", options_.long_fraction},
         {"long_context", options_.long_context},
         {"batch_tokens", options_.batch_tokens},
+        {"follow_ups", options_.follow_ups},
         {"example_index", "hash(seed, step, slot) mod 2^36; tasks round-robin from a hashed offset"}}},
       {"objective", {{"answer_loss", "mean cross-entropy over answer tokens and the closing <eos>"},
                      {"context_loss_weight", options_.context_loss_weight}}},
@@ -872,6 +900,8 @@ void Trainer::write_provenance() const {
                      {"schedule", "linear warm-up, cosine to lr * min_lr_ratio"}, {"min_lr_ratio", options_.min_lr_ratio},
                      {"betas", {options_.beta1, options_.beta2}}, {"weight_decay", options_.weight_decay},
                      {"grad_clip", options_.grad_clip}}},
+      {"init_from", options_.init_from.empty() ? json(nullptr) : json(options_.init_from)},
+      {"init_from_provenance", init_provenance},
       {"steps_done", step_},
       {"steps_total", options_.steps},
       {"tokens_seen", tokens_seen_},

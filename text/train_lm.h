@@ -71,6 +71,8 @@ struct TrainLmOptions {
   double grad_clip = 1.0;          ///< max global gradient norm; 0 = off.
   double context_loss_weight = 0.5;  ///< weight of the next-token loss on prompt tokens, relative to the answer loss (pilot: 0.5 beat 0).
   uint64_t seed = 0;               ///< weights and data.
+  std::string init_from;           ///< a Llama checkpoint directory whose weights start the run (same
+                                   ///< shapes; e.g. a first stage on one task); empty: random weights.
 
   // bookkeeping (free to change)
   int threads = 2;                 ///< at::set_num_threads.
