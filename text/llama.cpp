@@ -218,18 +218,32 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
   return at::cat({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, -1);  // [..., n, Dh]
 }
 
+at::Tensor LlamaImpl::embed(const at::Tensor& tokens) const {
+  return at::embedding(embed_tokens->weight, tokens.to(embed_tokens->weight.device(), at::kLong));  // [..., D]
+}
+
 at::Tensor LlamaImpl::forward(const at::Tensor& tokens) const {
   TORCH_CHECK(tokens.dim() == 2, "Llama::forward: tokens must be [B, T], got ", tokens.sizes());
+  return at::linear(forward_hidden(embed(tokens)), output_weight());  // [B, T, V]
+}
+
+at::Tensor LlamaImpl::forward_embeddings(const at::Tensor& embeds) const {
+  return at::linear(forward_hidden(embeds), output_weight());  // [B, T, V]
+}
+
+at::Tensor LlamaImpl::forward_hidden(const at::Tensor& embeds) const {
+  TORCH_CHECK(embeds.dim() == 3 && embeds.size(2) == config_.hidden_size, "Llama::forward_hidden: embeds must be [B, T, ",
+              config_.hidden_size, "], got ", embeds.sizes());
   const at::Device device = embed_tokens->weight.device();
-  const int64_t batch = tokens.size(0);
-  const int64_t t = tokens.size(1);
+  const int64_t batch = embeds.size(0);
+  const int64_t t = embeds.size(1);
   const int64_t hq = config_.num_attention_heads;
   const int64_t hkv = config_.num_key_value_heads;
   const int64_t group = hq / hkv;
   const int64_t dh = head_dim_;
   const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
 
-  at::Tensor x = at::embedding(embed_tokens->weight, tokens.to(device, at::kLong));  // [B, T, D]
+  at::Tensor x = embeds.to(device, embed_tokens->weight.scalar_type());  // [B, T, D]
   const auto [cos, sin] = rope(at::arange(t, at::kLong));                            // [T, Dh/2]
   const at::Tensor steps = at::arange(t, at::TensorOptions().dtype(at::kLong).device(device));  // [T]
   const double neg_inf = -std::numeric_limits<double>::infinity();
@@ -268,7 +282,7 @@ at::Tensor LlamaImpl::forward(const at::Tensor& tokens) const {
     x = x + at::linear(context, attn.o_proj->weight);
     x = x + layer->mlp->forward(layer->post_attention_layernorm->forward(x));
   }
-  return at::linear(norm->forward(x), output_weight());  // [B, T, V]
+  return norm->forward(x);  // [B, T, D]
 }
 
 LlamaState LlamaImpl::new_state() const {
@@ -317,7 +331,21 @@ at::Tensor LlamaImpl::feed(LlamaState& state, const at::Tensor& tokens, MemoryCo
   at::NoGradGuard no_grad;
   TORCH_CHECK(tokens.dim() == 1 && tokens.size(0) >= 1, "Llama::feed: tokens must be [n] with n >= 1, got ",
               tokens.sizes());
-  const int64_t n = tokens.size(0);
+  return feed_hidden(state, embed(tokens), controller, all_logits, positions);
+}
+
+at::Tensor LlamaImpl::feed_embeddings(LlamaState& state, const at::Tensor& embeds, MemoryController* controller,
+                                      bool all_logits, const at::Tensor& positions) const {
+  at::NoGradGuard no_grad;
+  TORCH_CHECK(embeds.dim() == 2 && embeds.size(0) >= 1 && embeds.size(1) == config_.hidden_size,
+              "Llama::feed_embeddings: embeds must be [n, ", config_.hidden_size, "] with n >= 1, got ", embeds.sizes());
+  return feed_hidden(state, embeds.to(embed_tokens->weight.device(), embed_tokens->weight.scalar_type()), controller,
+                     all_logits, positions);
+}
+
+at::Tensor LlamaImpl::feed_hidden(LlamaState& state, const at::Tensor& embeds, MemoryController* controller,
+                                  bool all_logits, const at::Tensor& positions) const {
+  const int64_t n = embeds.size(0);
   TORCH_CHECK(static_cast<int64_t>(state.caches.size()) == config_.num_hidden_layers, "Llama::feed: state has ",
               state.caches.size(), " caches for ", config_.num_hidden_layers, " layers (use new_state())");
   if (controller != nullptr) {
@@ -334,10 +362,9 @@ at::Tensor LlamaImpl::feed(LlamaState& state, const at::Tensor& tokens, MemoryCo
   } else {
     pos = at::arange(state.next_position, state.next_position + n, at::kLong);
   }
-  const at::Device device = embed_tokens->weight.device();
   const auto [cos, sin] = rope(pos);  // [n, Dh/2]
 
-  at::Tensor x = at::embedding(embed_tokens->weight, tokens.to(device, at::kLong));  // [n, D]
+  at::Tensor x = embeds;  // [n, D]
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) x = feed_layer(l, x, pos, cos, sin, state, controller);
   state.next_position = pos.data_ptr<int64_t>()[n - 1] + 1;
 

@@ -140,6 +140,19 @@ class LlamaImpl : public torch::nn::Module {
   /// causal attention at positions 0..T-1, differentiable.
   at::Tensor forward(const at::Tensor& tokens) const;
 
+  /// forward() from input embeddings instead of ids (multimodal hosts splice
+  /// visual embeddings into the sequence): embeds [B, T, D] -> logits [B, T, V],
+  /// positions 0..T-1, differentiable.
+  at::Tensor forward_embeddings(const at::Tensor& embeds) const;
+
+  /// The final hidden states (after the last RMSNorm, before the output
+  /// projection): embeds [B, T, D] -> [B, T, D], differentiable; lets a
+  /// trainer project only the positions its loss needs.
+  at::Tensor forward_hidden(const at::Tensor& embeds) const;
+
+  /// Input embeddings of ids [...] int64 -> [..., D] (embed_tokens on the model's device).
+  at::Tensor embed(const at::Tensor& tokens) const;
+
   /// A fresh inference state whose caches use the model's dtype and device.
   LlamaState new_state() const;
 
@@ -156,6 +169,11 @@ class LlamaImpl : public torch::nn::Module {
   /// c10::InferenceMode scope may add it (about 15% faster decoding).
   at::Tensor feed(LlamaState& state, const at::Tensor& tokens, MemoryController* controller = nullptr,
                   bool all_logits = false, const at::Tensor& positions = {}) const;
+
+  /// feed() from input embeddings [n, D] (any dtype/device, converted to the
+  /// model's) instead of ids; same protocol, positions and return value.
+  at::Tensor feed_embeddings(LlamaState& state, const at::Tensor& embeds, MemoryController* controller = nullptr,
+                             bool all_logits = false, const at::Tensor& positions = {}) const;
 
   /// RoPE cos and sin for positions [n] int64: two tensors [n, Dh/2] in the model's dtype and device.
   std::pair<at::Tensor, at::Tensor> rope(const at::Tensor& positions) const;
@@ -174,6 +192,10 @@ class LlamaImpl : public torch::nn::Module {
   torch::nn::Linear lm_head{nullptr};          ///< weight [V, D]; null when tied
 
  private:
+  /// The shared inference path after the embedding lookup: x [n, D].
+  at::Tensor feed_hidden(LlamaState& state, const at::Tensor& x, MemoryController* controller, bool all_logits,
+                         const at::Tensor& positions) const;
+
   /// One layer of the inference path: x [n, D] -> [n, D].
   at::Tensor feed_layer(int64_t layer, const at::Tensor& x, const at::Tensor& positions, const at::Tensor& cos,
                         const at::Tensor& sin, LlamaState& state, MemoryController* controller) const;
