@@ -10,6 +10,7 @@
 #include "adapters/kv_cache.h"
 #include "adapters/memory_controller.h"
 #include "adapters/prunable_attention.h"
+#include "apps/demo_language.h"
 #include "apps/options.h"
 #include "core/namm_model.h"
 #include "core/policy_registry.h"
@@ -34,6 +35,7 @@ struct DemoSettings {
   std::string budget = "25%";
   uint64_t seed = 1;
   std::string namm_path = "models/namm.safetensors";
+  std::string lm_dir = "models/lm";
 };
 
 constexpr int kLayers = 2, kQueryHeads = 4, kKvHeads = 2, kHeadDim = 32;
@@ -134,6 +136,7 @@ int run_demo(const std::vector<std::string>& args) {
       ("budget", po::value(&settings.budget)->default_value(settings.budget), "baselines' memory budget: tokens (512) or a fraction (25%, 0.25)")
       ("delay", po::value(&settings.delay)->default_value(settings.delay), "tokens between memory updates")
       ("namm", po::value(&settings.namm_path)->default_value(settings.namm_path), "NAMM checkpoint; when missing, an untrained NAMM (zero parameters: keeps every token)")
+      ("lm", po::value(&settings.lm_dir)->default_value(settings.lm_dir), "the language host for the language part")
       ("seed", po::value(&settings.seed)->default_value(settings.seed), "seed of the built-in example")
       ("threads", po::value(&threads)->default_value(threads), "LibTorch threads");
   po::variables_map vm;
@@ -184,8 +187,8 @@ int run_demo(const std::vector<std::string>& args) {
   }
   std::printf("\n  retained: mean fraction of the full cache kept at updates; output error: relative L2 distance\n"
               "  of all attention outputs from the full cache's.\n\n");
-  std::printf("Not available yet:\n"
-              "  - a trained language host and the NAMM evolved on it (issue 3: train-lm, evolve and eval-text are built; training is under way)\n"
+  demo_language(settings.lm_dir, settings.namm_path, threads);
+  std::printf("\nNot available yet:\n"
               "  - video question answering with FFmpeg-decoded clips (issue 4)\n"
               "  - Decision Transformer rollouts in MuJoCo Hopper/Walker2d (issue 5)\n");
   return 0;

@@ -15,10 +15,10 @@ trap 'rm -rf "$work"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 common="--lm $lm --stage kv_retrieval,needle:$generations --population 32 --prompts-per-task 4 --context-tokens 1024"
 
-run() {  # name, launcher prefix, threads
-  local name=$1 prefix=$2 threads=$3
-  $prefix $namm evolve $common --threads "$threads" --out "$work/$name.safetensors" > "$work/$name.log" 2>&1
-  python3 - "$work/$name.safetensors.ckpt/log.jsonl" "$name" <<'PY'
+run() {  # key, label, launcher prefix, threads
+  local key=$1 label=$2 prefix=$3 threads=$4
+  $prefix $namm evolve $common --threads "$threads" --out "$work/$key.safetensors" > "$work/$key.log" 2>&1
+  python3 - "$work/$key.safetensors.ckpt/log.jsonl" "$label" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 seconds = [r["seconds"] for r in rows]
@@ -29,6 +29,6 @@ print(f"{sys.argv[2]:<28} {sum(seconds)/len(seconds):8.1f} s/generation  "
 PY
 }
 echo "evolve: population 32 (+ mean), 2 tasks x 4 prompts x 1024 tokens, $generations generations each, LM $lm"
-run "1 process, 1 thread" "" 1
-run "1 process, 2 threads" "" 2
-run "2 MPI ranks, 1 thread each" "mpirun --oversubscribe -np 2" 1
+run t1 "1 process, 1 thread" "" 1
+run t2 "1 process, 2 threads" "" 2
+run mpi2 "2 MPI ranks, 1 thread each" "mpirun --oversubscribe -np 2" 1
