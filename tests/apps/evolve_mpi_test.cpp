@@ -89,17 +89,23 @@ class EvolveMpi : public ::testing::Test {
   fs::path dir_;
 };
 
-TEST_F(EvolveMpi, TwoRanksEvolveTheSameNammAsOne) {
+TEST_F(EvolveMpi, TwoAndFourRanksEvolveTheSameNammAsOne) {
   const RunResult single = run(evolve_args("one") + " --cluster single");
   ASSERT_EQ(single.exit_code, 0) << single.output;
   const RunResult two = run(std::string(kMpirun) + "2 " + evolve_args("two"));
   ASSERT_EQ(two.exit_code, 0) << two.output;
   EXPECT_NE(two.output.find("MPI, 2 ranks"), std::string::npos) << two.output;
+  // 4 ranks on this machine's cores: shares of 1, 1, 2, 2 candidates (+ the mean)
+  const RunResult four = run(std::string(kMpirun) + "4 " + evolve_args("four"));
+  ASSERT_EQ(four.exit_code, 0) << four.output;
   // the provenance names the command line, which differs: compare what was evolved
   const NammModel a = NammModel::load((dir_ / "one.safetensors").string());
   const NammModel b = NammModel::load((dir_ / "two.safetensors").string());
+  const NammModel c = NammModel::load((dir_ / "four.safetensors").string());
   EXPECT_TRUE(at::equal(a.params, b.params));
+  EXPECT_TRUE(at::equal(a.params, c.params));
   EXPECT_TRUE(at::equal(a.normalizer.mean(), b.normalizer.mean()));
+  EXPECT_TRUE(at::equal(a.normalizer.mean(), c.normalizer.mean()));
   EXPECT_GT(a.params.abs().sum().item<double>(), 0.0);
   // the per-generation logs agree on every fitness
   const std::string log_a = read_bytes(dir_ / "one.safetensors.ckpt" / "log.jsonl");
