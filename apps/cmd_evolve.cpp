@@ -135,6 +135,7 @@ int run_evolve(const std::vector<std::string>& args) {
     std::string message = e.what();
     cluster->abort_job("namm evolve: error: " + message.substr(0, message.find('\n')), 1);
   }
+  return 1;  // not reached: abort_job ends the process
 }
 
 int evolve_on_rank_zero(EvolutionOptions& evolution, const std::string& lm_dir, const std::string& out_path,

@@ -1,7 +1,144 @@
-#include "apps/command.h"
+// `namm rollout`: runs a Decision Transformer in Hopper or Walker2d with its
+// KV cache kept across the episode and a memory policy pruning it
+// (rl/rollout.h), or with --window K the standard K-step re-encode baseline.
+#include "apps/options.h"
+#include "core/atomic_file.h"
+#include "core/namm_model.h"
+#include "rl/dt_checkpoint.h"
+#include "rl/mujoco_env.h"
+#include "rl/rollout.h"
+
+#include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
 
 namespace namm::app {
+namespace {
 
-int run_rollout(const std::vector<std::string>& args) { return 0; }
+// default tokens between policy updates without a NAMM (about 21 steps; a multiple of the NAMM hop 16)
+constexpr int64_t kDefaultDelay = 64;
+
+// true when a NAMM's record says it was evolved on RL data: zero-shot
+// results on the Decision Transformer would then not be zero-shot
+bool tuned_on_rl(const std::string& provenance_json) {
+  nlohmann::json p;
+  try {
+    p = nlohmann::json::parse(provenance_json);
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+  auto mentions_rl = [](std::string text) {
+    std::transform(text.begin(), text.end(), text.begin(), ::tolower);
+    return text == "rl" || text.find("hopper") != std::string::npos || text.find("walker") != std::string::npos ||
+           text.find("decision") != std::string::npos || text.find("mujoco") != std::string::npos;
+  };
+  if (p.contains("domain") && p["domain"].is_string() && mentions_rl(p["domain"].get<std::string>())) return true;
+  if (p.contains("tasks") && p["tasks"].is_array()) {
+    for (const auto& task : p["tasks"]) {
+      if (task.is_string() && mentions_rl(task.get<std::string>())) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+int run_rollout(const std::vector<std::string>& args) {
+  std::string env_name, model_dir, memory = "full", budget_text = "25%", namm_path, json_path, kinds_path;
+  RolloutOptions o;
+  int64_t seed = 0, delay = 0;
+  int threads = 1;
+  po::options_description options("options");
+  // clang-format off
+  options.add_options()
+      ("env", po::value(&env_name)->required(), "hopper | walker2d")
+      ("model", po::value(&model_dir)->required(), "Decision Transformer directory (config.json, model.safetensors, dt_sidecar.json)")
+      ("memory", po::value(&memory)->default_value(memory), "memory policy: full, namm, h2o, l2, streaming, tova, recency, random")
+      ("budget", po::value(&budget_text)->default_value(budget_text), "KV budget per head for the baselines: tokens (\"60\") or a share of the tokens so far (\"25%\")")
+      ("namm", po::value(&namm_path), "NAMM checkpoint (.safetensors) for --memory namm")
+      ("allow-rl-namm", "accept a NAMM whose record says it was evolved on RL (results are then not zero-shot)")
+      ("delay", po::value(&delay)->default_value(delay), "tokens between policy updates (0: the NAMM's own delay with --namm, else 64)")
+      ("window", po::value(&o.window)->default_value(o.window), "K > 0: re-encode the last K steps every step (the standard evaluation; keeps no cache)")
+      ("episodes", po::value(&o.episodes)->default_value(o.episodes), "episodes")
+      ("seed", po::value(&seed)->default_value(seed), "episode e resets the env with seed + e")
+      ("target-return", po::value(&o.target_return)->default_value(o.target_return), "conditioning return (0: the model's sidecar, else hopper 3600 / walker2d 5000)")
+      ("max-steps", po::value(&o.max_steps)->default_value(o.max_steps), "per-episode step limit (0: the env's 1000)")
+      ("sinks", po::value(&o.policy.sinks)->default_value(o.policy.sinks), "StreamingLLM sink tokens")
+      ("h2o-recent-share", po::value(&o.policy.h2o_recent_share)->default_value(o.policy.h2o_recent_share), "H2O share of the budget kept for recent tokens")
+      ("json", po::value(&json_path), "write the summary and per-episode results as JSON")
+      ("kinds-json", po::value(&kinds_path), "write per-step kept tokens by kind (return/state/action) per layer as JSON")
+      ("threads", po::value(&threads)->default_value(threads), "torch threads");
+  // clang-format on
+  po::variables_map vm;
+  if (!parse_options("rollout", "--env hopper|walker2d --model DIR [--memory POLICY] [--budget B] [--episodes N] ...",
+                     options, args, vm)) {
+    return 0;
+  }
+  const std::vector<std::string> envs = env_names();
+  if (std::find(envs.begin(), envs.end(), env_name) == envs.end()) {
+    throw UsageError("--env must be hopper or walker2d, got '" + env_name + "'");
+  }
+  if (seed < 0) throw UsageError("--seed must be >= 0, got " + std::to_string(seed));
+  if (delay < 0) throw UsageError("--delay must be >= 0, got " + std::to_string(delay));
+  if (threads < 1) throw UsageError("--threads must be >= 1, got " + std::to_string(threads));
+  const std::vector<std::string>& names = policy_names();
+  if (std::find(names.begin(), names.end(), memory) == names.end()) {
+    std::string joined;
+    for (const std::string& n : names) joined += (joined.empty() ? "" : ", ") + n;
+    throw UsageError("--memory: unknown policy '" + memory + "' (choose from: " + joined + ")");
+  }
+  o.policy.name = memory;
+  try {
+    o.policy.budget = Budget::parse(budget_text);
+  } catch (const std::exception& e) {
+    throw UsageError(std::string("--budget: ") + e.what());
+  }
+  if (memory == "namm" && namm_path.empty()) throw UsageError("--memory namm needs --namm FILE");
+  if (!namm_path.empty()) {
+    auto model = std::make_shared<const NammModel>(NammModel::load(namm_path));
+    if (tuned_on_rl(model->provenance_json) && !vm.count("allow-rl-namm")) {
+      throw UsageError("--namm " + namm_path + ": its record says it was evolved on RL; pass --allow-rl-namm to use it anyway");
+    }
+    o.policy.namm_model = model;
+  }
+  o.delay = delay > 0 ? delay : o.policy.namm_model ? o.policy.namm_model->config.delay : kDefaultDelay;
+  o.seed = static_cast<uint64_t>(seed);
+  o.policy.seed = static_cast<uint64_t>(seed);
+  try {
+    o.validate();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+
+  at::set_num_threads(threads);
+  const DtCheckpoint checkpoint = load_dt_checkpoint(model_dir);
+  if (!checkpoint.has_sidecar) {
+    std::cerr << "note: " << model_dir << " has no dt_sidecar.json: states are fed unnormalised and returns / 1000\n";
+  }
+  std::cout << "rollout " << env_name << " with " << checkpoint.config.summary() << "; "
+            << (o.window > 0 ? "window " + std::to_string(o.window) + " steps re-encoded per step"
+                             : "cache kept across the episode, memory " + memory +
+                                   (memory == "full" ? std::string() :
+                                    (memory == "namm" ? "" : " budget " + o.policy.budget.to_string()) +
+                                        ", delay " + std::to_string(o.delay)))
+            << "\n";
+  const RolloutReport report = run_rollouts(checkpoint.model, checkpoint.sidecar, env_name, o, &std::cout);
+
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "%s %s: return %.1f +- %.1f  D4RL score %.1f +- %.1f  (%zu episodes, target %.0f)\n"
+                "KV retained: %.1f of %.1f tokens per head (%.1f%% of full)  model %.2f ms/step  env %.3f ms/step\n",
+                env_name.c_str(), report.policy.c_str(), report.mean_return(), report.std_return(), report.mean_score(),
+                report.std_score(), report.episodes.size(), report.target_return, report.mean_cached_tokens(),
+                report.mean_full_tokens(), 100.0 * report.retained_fraction(), report.model_ms_per_step(),
+                report.env_ms_per_step());
+  std::cout << line;
+  if (!json_path.empty()) write_file_atomically(json_path, report.to_json());
+  if (!kinds_path.empty()) write_file_atomically(kinds_path, report.token_kinds_json());
+  return 0;
+}
 
 }  // namespace namm::app
