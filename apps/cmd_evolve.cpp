@@ -4,6 +4,7 @@
 // last checkpoint (a second Ctrl-C kills at once; checkpoints are atomic).
 #include "apps/options.h"
 #include "core/cluster.h"
+#include "core/run_record.h"
 #include "text/evolution.h"
 #include "text/text_eval.h"
 
@@ -23,17 +24,6 @@ std::atomic<bool> g_stop{false};
 extern "C" void on_interrupt(int) {
   g_stop = true;
   std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process
-}
-
-// `git rev-parse HEAD` of the working directory, or "" outside a repository.
-std::string git_commit() {
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen("git rev-parse HEAD 2>/dev/null", "r"), pclose);
-  if (!pipe) return "";
-  char buffer[128] = {0};
-  std::string out;
-  while (std::fgets(buffer, sizeof(buffer), pipe.get()) != nullptr) out += buffer;
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
 }
 
 }  // namespace

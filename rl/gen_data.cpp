@@ -4,6 +4,7 @@
 #include "rl/gen_data.h"
 
 #include "core/atomic_file.h"
+#include "core/run_record.h"
 #include "rl/mujoco_env.h"
 
 #include <nlohmann/json.hpp>
@@ -28,47 +29,6 @@ namespace {
 
 constexpr uint64_t kStreamMedium = 0x6d656469756dULL;  // "medium"
 constexpr uint64_t kStreamReplay = 0x7265706c6179ULL;  // "replay"
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  const int64_t s = static_cast<int64_t>(seconds + 0.5);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
-                static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
-  return buf;
-}
-
-/// Output of a shell command, trimmed; empty when it fails (git may be absent).
-std::string command_output(const std::string& command) {
-  std::FILE* pipe = popen((command + " 2>/dev/null").c_str(), "r");
-  if (pipe == nullptr) return "";
-  std::string out;
-  char buf[256];
-  while (std::fgets(buf, sizeof buf, pipe) != nullptr) out += buf;
-  if (pclose(pipe) != 0) return "";
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
-}
-
-/// The source tree's commit (+dirty), or empty; the tree is the scenes folder's parent.
-std::string git_commit(const std::string& scenes_dir) {
-  const std::string git = "git -C '" + (fs::path(scenes_dir) / "..").string() + "' ";
-  std::string commit = command_output(git + "rev-parse HEAD");
-  if (commit.empty()) return "";
-  if (!command_output(git + "status --porcelain --untracked-files=no").empty()) commit += "+dirty";
-  return commit;
-}
 
 json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
@@ -360,7 +320,7 @@ GenDataResult generate_offline_data(const GenDataOptions& requested, std::ostrea
   const std::string env_name = o.env;
   const std::string state_path = (dir / "trainer_state.safetensors").string();
   const std::string policy_path = (dir / (env_name + "-behaviour.safetensors")).string();
-  const std::string git = git_commit(o.scenes_dir);
+  const std::string git = git_commit((fs::path(o.scenes_dir) / "..").string());
 
   // --- training -------------------------------------------------------------
   ArsTrainer trainer(o.ars_options());

@@ -2,6 +2,7 @@
 #include "rl/train_dt.h"
 
 #include "core/atomic_file.h"
+#include "core/run_record.h"
 #include "core/safetensors.h"
 #include "rl/rollout.h"
 
@@ -33,60 +34,9 @@ constexpr const char* kStateFormat = "namm-train-dt-state";
 // evaluation episodes reset with seeds far from any data-collection seed
 constexpr uint64_t kEvalSeedOffset = 1000003;
 
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
-
 // a hash of (seed, step, slot): the windows of a step never depend on earlier steps
 uint64_t step_hash(uint64_t seed, int64_t step, int64_t slot) {
   return mix64(mix64(mix64(seed ^ 0x5bd1e9955bd1e995ull) + static_cast<uint64_t>(step)) + static_cast<uint64_t>(slot));
-}
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  const int64_t s = static_cast<int64_t>(seconds + 0.5);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
-                static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
-  return buf;
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
-std::string command_output(const std::string& command) {
-  std::FILE* pipe = popen((command + " 2>/dev/null").c_str(), "r");
-  if (pipe == nullptr) return "";
-  std::string out;
-  char buf[256];
-  while (std::fgets(buf, sizeof buf, pipe) != nullptr) out += buf;
-  if (pclose(pipe) != 0) return "";
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
-}
-
-// the source tree's commit (+dirty), or empty: the tree that holds the scenes
-// folder, so the record is right whatever the working directory
-std::string git_commit() {
-  const std::string git = "git -C '" + (fs::path(NAMM_SCENES_DIR) / "..").string() + "' ";
-  std::string commit = command_output(git + "rev-parse HEAD");
-  if (commit.empty()) return "";
-  if (!command_output(git + "status --porcelain --untracked-files=no").empty()) commit += "+dirty";
-  return commit;
 }
 
 void check(bool ok, const std::string& message) {
@@ -384,7 +334,7 @@ DtTrainer::DtTrainer(TrainDtOptions options, std::ostream* progress, std::shared
   options_.validate();
   session_start_ = now_seconds();
   at::set_num_threads(options_.threads);
-  git_commit_ = git_commit();
+  git_commit_ = git_commit((fs::path(NAMM_SCENES_DIR) / "..").string());
   if (!data) {
     if (options_.data_path.empty()) throw std::invalid_argument("train-dt: no dataset (--data)");
     data = std::make_shared<const OfflineDataset>(load_offline_dataset(options_.data_path));

@@ -2,6 +2,7 @@
 #include "text/train_lm.h"
 
 #include "core/atomic_file.h"
+#include "core/run_record.h"
 #include "core/safetensors.h"
 #include "text/generation.h"
 #include "text/llama_checkpoint.h"
@@ -41,16 +42,6 @@ constexpr const char* kStateFormat = "namm-train-lm-state";
 constexpr int64_t kContextMultiple = 64;
 constexpr int64_t kMaxAnswerTokens = 8;
 
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
-
 /// A hash of (seed, step, slot, stream): the data of a step never depends on earlier steps.
 uint64_t step_hash(uint64_t seed, int64_t step, int64_t slot, uint64_t stream) {
   return mix64(mix64(mix64(seed ^ (stream * 0x632be59bd9b4e019ull)) + static_cast<uint64_t>(step)) +
@@ -59,45 +50,6 @@ uint64_t step_hash(uint64_t seed, int64_t step, int64_t slot, uint64_t stream) {
 
 /// Uniform in [0, 1) from 53 bits of a hash.
 double unit(uint64_t h) { return static_cast<double>(h >> 11) * 0x1.0p-53; }
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  const int64_t s = static_cast<int64_t>(seconds + 0.5);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
-                static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
-  return buf;
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
-/// Output of a shell command, trimmed; empty when it fails (git may be absent).
-std::string command_output(const std::string& command) {
-  std::FILE* pipe = popen((command + " 2>/dev/null").c_str(), "r");
-  if (pipe == nullptr) return "";
-  std::string out;
-  char buf[256];
-  while (std::fgets(buf, sizeof buf, pipe) != nullptr) out += buf;
-  if (pclose(pipe) != 0) return "";
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
-}
-
-std::string git_commit() {
-  std::string commit = command_output("git rev-parse HEAD");
-  if (commit.empty()) return "";
-  if (!command_output("git status --porcelain --untracked-files=no").empty()) commit += "+dirty";
-  return commit;
-}
 
 void check(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument("TrainLmOptions: " + message);

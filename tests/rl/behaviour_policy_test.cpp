@@ -212,7 +212,9 @@ int64_t expect_replays(const OfflineDataset& d, MujocoEnv& env) {
       const StepResult r = env.step(action);
       EXPECT_EQ(static_cast<float>(r.reward), d.rewards[t]) << "episode " << e << " step " << t;
       EXPECT_EQ(r.terminated, d.terminals[t] == 1) << "episode " << e << " step " << t;
-      if (t + 1 < episodes[e].end) EXPECT_FALSE(r.terminated || r.truncated);
+      if (t + 1 < episodes[e].end) {
+        EXPECT_FALSE(r.terminated || r.truncated);
+      }
       obs = r.observation;
     }
   }
@@ -243,7 +245,9 @@ TEST(GenData, TinyRunWritesValidDatasetsWhoseRewardsReplayFromTheEnv) {
   // no episode is longer than the time limit; the ones at the limit are timeouts.
   for (const EpisodeRange& e : medium.episodes()) {
     EXPECT_LE(e.end - e.begin, 60);
-    if (!e.terminated) EXPECT_EQ(medium.timeouts[e.end - 1], 1);
+    if (!e.terminated) {
+      EXPECT_EQ(medium.timeouts[e.end - 1], 1);
+    }
   }
   const nlohmann::json meta = nlohmann::json::parse(medium.metadata_json);
   EXPECT_EQ(meta.at("stats").at("steps"), 400);

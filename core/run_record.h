@@ -1,0 +1,30 @@
+// What every long job (training, evolution, data generation) records about
+// itself: wall-clock helpers for progress lines and the facts a provenance
+// record names (UTC time, git commit). Shared so that every job reports
+// them the same way.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace namm {
+
+/// Seconds on a monotonic clock (differences only).
+double now_seconds();
+
+/// "H:MM:SS" for a progress line's elapsed time or ETA; "?" when not finite or negative.
+std::string format_duration(double seconds);
+
+/// The current UTC time as ISO 8601, e.g. "2026-11-29T09:04:00Z".
+std::string utc_now();
+
+/// `git rev-parse HEAD` run in `directory` (the current one when empty), with
+/// "+dirty" when tracked files differ from it; "" outside a repository or
+/// without git.
+std::string git_commit(const std::string& directory = "");
+
+/// splitmix64's finaliser over x + golden ratio: a bijective 64-bit mixer for
+/// deriving independent seeds from counters.
+uint64_t mix64(uint64_t x);
+
+}  // namespace namm
