@@ -304,7 +304,9 @@ TEST(FollowUps, EveryFollowUpIsAnsweredByTheOracleFromTheSamePrompt) {
         asked += static_cast<int64_t>(follow_ups.size());
       }
       // from 128 tokens on, every task has other records to ask about
-      if (length >= 128) EXPECT_GE(asked, 20) << task << " length " << length;
+      if (length >= 128) {
+        EXPECT_GE(asked, 20) << task << " length " << length;
+      }
     }
   }
 }
