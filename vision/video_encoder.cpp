@@ -83,6 +83,7 @@ void check_video_encoder_options(const VideoEncoderOptions& options, const std::
 
 struct VideoEncoder::State {
   std::string path, tmp_path;
+  std::vector<uint8_t> padded;  // the source frame plus zeroed slack for SIMD over-reads
   int width = 0, height = 0;
   int64_t frames = 0;
   bool finished = false;
@@ -230,7 +231,17 @@ void VideoEncoder::write_frame(const uint8_t* rgb) {
   if (s.finished) fail(s.path, "write_frame after finish");
   int err = av_frame_make_writable(s.frame.get());
   if (err < 0) fail(s.path, "frame buffer not writable: " + av_error_text(err));
-  const uint8_t* src[1] = {rgb};
+  // swscale's SIMD may read past the last source row and the encoder may read
+  // the planes' alignment padding: both get defined bytes, so the output can
+  // only depend on the frame (the file bytes are a function of the frames)
+  const size_t row = static_cast<size_t>(3 * s.width);
+  s.padded.assign(row * static_cast<size_t>(s.height) + 256, 0);
+  std::memcpy(s.padded.data(), rgb, row * static_cast<size_t>(s.height));
+  for (int plane = 0; plane < 3; ++plane) {
+    const int rows = plane == 0 ? s.height : (s.height + 1) / 2;
+    std::memset(s.frame->data[plane], 0, static_cast<size_t>(s.frame->linesize[plane]) * static_cast<size_t>(rows));
+  }
+  const uint8_t* src[1] = {s.padded.data()};
   const int src_stride[1] = {3 * s.width};
   sws_scale(s.sws.get(), src, src_stride, 0, s.height, s.frame->data, s.frame->linesize);
   s.frame->pts = s.frames;
