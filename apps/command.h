@@ -25,6 +25,9 @@ int run_make_scenes(const std::vector<std::string>& args);
 int run_gen_data(const std::vector<std::string>& args);
 int run_train_dt(const std::vector<std::string>& args);
 int run_rollout(const std::vector<std::string>& args);
+int run_train_video(const std::vector<std::string>& args);
+int run_video_qa(const std::vector<std::string>& args);
+int run_eval_video(const std::vector<std::string>& args);
 
 /// Thrown for bad command-line usage: printed with a hint to use --help, exit 2.
 struct UsageError : std::exception {

@@ -1,0 +1,145 @@
+// `namm train-video`: trains the video host on the synthetic video QA scenes
+// (vision/train_video.h), resuming from the out directory's checkpoint when
+// there is one, then evaluates it on the validation split; or, with
+// --eval-only, evaluates the model already there.
+#include "apps/options.h"
+#include "core/atomic_file.h"
+#include "vision/train_video.h"
+#include "vision/video_qa.h"
+
+#include <ATen/Parallel.h>
+
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+namespace namm::app {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+// the first Ctrl-C / SIGTERM finishes the current step and checkpoints; a
+// second one kills at once (the last checkpoint stays intact: it is written atomically)
+extern "C" void on_video_stop_signal(int signal) {
+  g_stop.store(true);
+  std::signal(signal, SIG_DFL);
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream s(text);
+  std::string item;
+  while (std::getline(s, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+}  // namespace
+
+int run_train_video(const std::vector<std::string>& args) {
+  TrainVideoOptions o;
+  std::string kinds_text = "all";
+  int64_t seed = 0;
+  po::options_description options("options");
+  // clang-format off
+  options.add_options()
+      ("out", po::value(&o.out_dir)->required(), "out directory: model, checkpoint, logs, evaluation (resumes from it)")
+      ("init-from", po::value(&o.init_from), "start from this video checkpoint's weights (e.g. a first stage on fewer kinds)")
+      ("lm", po::value(&o.lm_dir), "language host to start from (e.g. models/lm); without it a fresh Llama of the --lm-* sizes")
+      ("steps", po::value(&o.steps)->default_value(o.steps), "optimizer steps of the whole run")
+      ("batch", po::value(&o.batch)->default_value(o.batch), "clips per step")
+      ("frames", po::value(&o.frames)->default_value(o.frames), "frames sampled uniformly per clip")
+      ("kinds", po::value(&kinds_text)->default_value(kinds_text), "comma-separated scene kinds, or all")
+      ("scene-size", po::value(&o.scene_size)->default_value(o.scene_size), "rendered frame side in pixels")
+      ("scene-seconds", po::value(&o.scene_seconds)->default_value(o.scene_seconds), "clip length in seconds")
+      ("scene-fps", po::value(&o.scene_fps)->default_value(o.scene_fps), "clip frame rate")
+      ("lr", po::value(&o.lr)->default_value(o.lr), "peak AdamW learning rate of the tower and projector")
+      ("lm-lr-scale", po::value(&o.lm_lr_scale)->default_value(o.lm_lr_scale), "the language model learns at lr times this (0: frozen)")
+      ("min-lr-ratio", po::value(&o.min_lr_ratio)->default_value(o.min_lr_ratio), "cosine floor as a fraction of --lr")
+      ("warmup", po::value(&o.warmup_steps)->default_value(o.warmup_steps), "linear warm-up steps")
+      ("weight-decay", po::value(&o.weight_decay)->default_value(o.weight_decay), "AdamW weight decay on matrices")
+      ("grad-clip", po::value(&o.grad_clip)->default_value(o.grad_clip), "max global gradient norm (0: off)")
+      ("seed", po::value(&seed)->default_value(seed), "seed of the weights and the data")
+      ("threads", po::value(&o.threads)->default_value(o.threads), "torch threads (and evaluation workers)")
+      ("vision-layers", po::value(&o.vision_layers)->default_value(o.vision_layers), "tower layers")
+      ("vision-width", po::value(&o.vision_width)->default_value(o.vision_width), "tower width")
+      ("vision-heads", po::value(&o.vision_heads)->default_value(o.vision_heads), "tower heads")
+      ("vision-mlp", po::value(&o.vision_mlp)->default_value(o.vision_mlp), "tower MLP width")
+      ("image-size", po::value(&o.image_size)->default_value(o.image_size), "model input side in pixels")
+      ("patch-size", po::value(&o.patch_size)->default_value(o.patch_size), "tower patch side (grid pooled 2x2)")
+      ("lm-layers", po::value(&o.lm_layers)->default_value(o.lm_layers), "fresh language model: layers")
+      ("lm-hidden", po::value(&o.lm_hidden)->default_value(o.lm_hidden), "fresh language model: width")
+      ("lm-heads", po::value(&o.lm_heads)->default_value(o.lm_heads), "fresh language model: heads")
+      ("lm-kv-heads", po::value(&o.lm_kv_heads)->default_value(o.lm_kv_heads), "fresh language model: KV heads")
+      ("lm-intermediate", po::value(&o.lm_intermediate)->default_value(o.lm_intermediate), "fresh language model: SwiGLU width")
+      ("log-every", po::value(&o.log_every)->default_value(o.log_every), "steps per progress line")
+      ("checkpoint-every", po::value(&o.checkpoint_every)->default_value(o.checkpoint_every), "steps per checkpoint")
+      ("eval-count", po::value(&o.eval_count)->default_value(o.eval_count), "validation clips per kind at the end (0: no evaluation)")
+      ("eval-only", "evaluate the model in --out and exit");
+  // clang-format on
+  po::variables_map vm;
+  if (!parse_options("train-video", "--out DIR [--lm models/lm] [--steps N] [--frames 16] [--eval-only] ...", options,
+                     args, vm)) {
+    return 0;
+  }
+  if (seed < 0) throw UsageError("--seed must be >= 0, got " + std::to_string(seed));
+  o.seed = static_cast<uint64_t>(seed);
+  if (kinds_text != "all") {
+    o.kinds = split_list(kinds_text);
+    if (o.kinds.empty()) throw UsageError("--kinds is empty");
+    for (const std::string& kind : o.kinds) {
+      const auto& known = scene_kinds();
+      if (std::find(known.begin(), known.end(), kind) == known.end()) {
+        std::string names;
+        for (const std::string& k : known) names += (names.empty() ? "" : ", ") + k;
+        throw UsageError("--kinds: unknown kind '" + kind + "' (known: " + names + ")");
+      }
+    }
+  }
+  o.command_line = "namm train-video";
+  for (const std::string& a : args) o.command_line += " " + a;
+  try {
+    o.validate();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+
+  if (vm.count("eval-only")) {
+    at::set_num_threads(o.threads);
+    const VideoModel model = load_video_model(o.out_dir);
+    VideoEvalOptions eval;
+    eval.kinds = o.kind_list();
+    eval.split = Split::kValidation;
+    eval.count = std::max<int64_t>(o.eval_count, 1);
+    eval.frames = o.frames;
+    eval.scene = o.scene_options();
+    eval.policies = {"full"};
+    eval.threads = o.threads;
+    const VideoEvaluation report = evaluate_video(model, nullptr, eval);
+    write_file_atomically((std::filesystem::path(o.out_dir) / "eval.json").string(), report.to_json() + "\n");
+    write_file_atomically((std::filesystem::path(o.out_dir) / "eval.md").string(), report.to_markdown());
+    std::cout << report.to_markdown();
+    return 0;
+  }
+
+  VideoTrainer trainer(o, &std::cout);
+  std::signal(SIGINT, on_video_stop_signal);
+  std::signal(SIGTERM, on_video_stop_signal);
+  const int64_t reached = trainer.train([] { return g_stop.load(); });
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  if (reached < o.steps) {
+    std::cout << "stopped at step " << reached << "/" << o.steps << "; checkpoint in " << o.out_dir
+              << "; run the same command to resume\n";
+    return 130;
+  }
+  if (o.eval_count > 0) {
+    const VideoEvaluation report = trainer.evaluate_and_record();
+    std::cout << report.to_markdown();
+  }
+  return 0;
+}
+
+}  // namespace namm::app
