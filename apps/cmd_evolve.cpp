@@ -41,6 +41,8 @@ int run_evolve(const std::vector<std::string>& args) {
   int threads = 2;
   bool no_share = false;
   std::string cluster_kind = "auto";
+  int64_t screen_draws = 0;
+  double kv_target = 1.0, kv_penalty = 0.0;
   po::options_description options("options");
   options.add_options()
       ("lm", po::value(&lm_dir)->required(), "language model checkpoint directory (Hugging Face Llama layout)")
@@ -51,6 +53,9 @@ int run_evolve(const std::vector<std::string>& args) {
       ("sigma", po::value(&sigma)->default_value(0.065), "initial CMA-ES step size")
       ("seed", po::value(&seed)->default_value(0), "CMA-ES sampling seed")
       ("prompts-per-task", po::value(&prompts)->default_value(8), "fresh TRAIN prompts per task per generation (the paper: 64)")
+      ("screen-prompts", po::value(&screen_draws)->default_value(0), "draw up to N x prompts-per-task prompts per task and keep those the full cache answers (0: keep all)")
+      ("kv-target", po::value(&kv_target)->default_value(1.0), "retained KV fraction above which a candidate is penalised")
+      ("kv-penalty", po::value(&kv_penalty)->default_value(0.0), "fitness lost per unit of retained fraction above --kv-target (0: no memory pressure)")
       ("context-tokens", po::value(&contexts)->multitoken(), "prompt lengths, cycled over a batch (default 1024)")
       ("delay", po::value(&delay)->default_value(512), "tokens between NAMM updates (a multiple of 16)")
       ("prompt-chunk", po::value(&chunk)->default_value(128), "most prompt tokens fed at once")
@@ -77,6 +82,9 @@ int run_evolve(const std::vector<std::string>& args) {
   evolution.initial_sigma = sigma;
   evolution.seed = seed;
   evolution.prompts_per_task = prompts;
+  evolution.screen_draws = screen_draws;
+  evolution.kv_target = kv_target;
+  evolution.kv_penalty = kv_penalty;
   if (!contexts.empty()) evolution.context_tokens = contexts;
   evolution.namm.delay = delay;
   evolution.fitness.answer.delay = delay;

@@ -278,6 +278,9 @@ json provenance(const EvolutionOptions& options, const RunState& state, int64_t 
   out["initial_sigma"] = options.initial_sigma;
   out["seed"] = options.seed;
   out["prompts_per_task"] = options.prompts_per_task;
+  out["screen_draws"] = options.screen_draws;
+  out["kv_target"] = options.kv_target;
+  out["kv_penalty"] = options.kv_penalty;
   out["context_tokens"] = options.context_tokens;
   out["delay"] = options.namm.delay;
   out["git_commit"] = options.git_commit;
@@ -349,6 +352,10 @@ double fitness_from_scores(const std::vector<double>& scores, const std::vector<
     ++counted;
   }
   return counted > 0 ? total / static_cast<double>(counted) : 1.0;
+}
+
+double penalised_fitness(double fitness, double retained_fraction, double target, double penalty) {
+  return fitness - penalty * std::max(0.0, retained_fraction - target);
 }
 
 FitnessReport evaluate_candidates(const Llama& model, const NammModel& base, const at::Tensor& candidates,
@@ -490,6 +497,15 @@ void EvolutionOptions::validate() const {
     throw std::invalid_argument("evolution: prompts_per_task must be >= 1, got " + std::to_string(prompts_per_task));
   }
   if (context_tokens.empty()) throw std::invalid_argument("evolution: no context lengths");
+  if (screen_draws < 0) {
+    throw std::invalid_argument("evolution: screen_draws must be >= 0, got " + std::to_string(screen_draws));
+  }
+  if (!(kv_target >= 0.0 && kv_target <= 1.0)) {
+    throw std::invalid_argument("evolution: kv_target must be in [0, 1], got " + std::to_string(kv_target));
+  }
+  if (!(kv_penalty >= 0.0) || !std::isfinite(kv_penalty)) {
+    throw std::invalid_argument("evolution: kv_penalty must be finite and >= 0, got " + std::to_string(kv_penalty));
+  }
   if (fitness.threads < 1) {
     throw std::invalid_argument("evolution: threads must be >= 1, got " + std::to_string(fitness.threads));
   }
@@ -515,6 +531,8 @@ std::string EvolutionOptions::fingerprint_json() const {
   out["prompts_per_task"] = prompts_per_task;
   out["context_tokens"] = context_tokens;
   out["evaluate_mean"] = evaluate_mean;
+  if (screen_draws > 0) out["screen_draws"] = screen_draws;
+  if (kv_penalty > 0.0) out["kv_pressure"] = {kv_target, kv_penalty};
   out["namm"] = json::parse(namm.to_json());
   out["answer"] = {{"delay", fitness.answer.delay},
                    {"prompt_chunk", fitness.answer.prompt_chunk},
@@ -530,11 +548,13 @@ std::string GenerationRecord::to_json() const {
   out["best_fitness"] = number_or_null(best_fitness);
   out["mean_candidate_fitness"] = number_or_null(mean_candidate_fitness);
   out["mean_fitness"] = number_or_null(mean_fitness);
+  out["mean_score"] = number_or_null(mean_score);
   out["sigma"] = sigma;
   out["mean_retained_fraction"] = number_or_null(mean_retained_fraction);
   out["mean_retained_fraction_of_mean"] = number_or_null(mean_retained_fraction_of_mean);
   out["prompts"] = prompts;
   out["informative_prompts"] = informative_prompts;
+  out["screened_prompts"] = screened_prompts;
   out["seconds"] = seconds;
   out["profile"] = {{"prefix", prefix_seconds},       {"full", full_seconds},
                     {"candidates", candidate_seconds}, {"candidate_prefill", candidate_prefill_seconds},
@@ -854,12 +874,49 @@ EvolutionResult evolve(const Llama& model, const EvolutionOptions& options) {
     // a fresh batch of TRAIN prompts per task, counted so a resume draws the same ones
     std::vector<TaskExample> examples;
     std::map<std::string, int64_t> next_index = state.next_index;
+    int64_t drawn_total = 0;
     for (const std::string& task : stage.tasks) {
-      for (int64_t i = 0; i < options.prompts_per_task; ++i) {
-        const int64_t index = next_index[task]++;
-        const int64_t context = options.context_tokens[static_cast<size_t>(i) % options.context_tokens.size()];
-        examples.push_back(maker(task, Split::kTrain, index, context));
+      if (options.screen_draws == 0) {
+        for (int64_t i = 0; i < options.prompts_per_task; ++i) {
+          const int64_t index = next_index[task]++;
+          const int64_t context = options.context_tokens[static_cast<size_t>(i) % options.context_tokens.size()];
+          examples.push_back(maker(task, Split::kTrain, index, context));
+        }
+        drawn_total += options.prompts_per_task;
+        continue;
       }
+      // screening: draw exactly the prompts still needed each round (never
+      // more), so the prompts kept do not depend on the thread count
+      const int64_t limit = options.prompts_per_task * options.screen_draws;
+      int64_t kept = 0, drawn = 0;
+      while (kept < options.prompts_per_task && drawn < limit) {
+        const int64_t round = std::min(options.prompts_per_task - kept, limit - drawn);
+        std::vector<TaskExample> batch;
+        for (int64_t i = 0; i < round; ++i) {
+          const int64_t index = next_index[task]++;
+          const int64_t context =
+              options.context_tokens[static_cast<size_t>(drawn + i) % options.context_tokens.size()];
+          batch.push_back(maker(task, Split::kTrain, index, context));
+        }
+        std::vector<double> full_scores(static_cast<size_t>(round), 0.0);
+        parallel_for_items(round, options.fitness.threads, [&](int64_t i) {
+          full_scores[static_cast<size_t>(i)] =
+              answer_example(model, batch[static_cast<size_t>(i)], PolicySpec{}, options.fitness.answer).score;
+        });
+        for (int64_t i = 0; i < round; ++i) {
+          if (full_scores[static_cast<size_t>(i)] > 0.0) {
+            examples.push_back(std::move(batch[static_cast<size_t>(i)]));
+            ++kept;
+          }
+        }
+        drawn += round;
+      }
+      drawn_total += drawn;
+    }
+    if (examples.empty()) {
+      throw std::runtime_error("evolution: the full cache answered none of the " + std::to_string(drawn_total) +
+                               " screened prompts of stage " + std::to_string(stage_index + 1) +
+                               "; the host cannot guide evolution on these tasks and lengths");
     }
 
     const double sigma = cma->sigma();
@@ -879,6 +936,11 @@ EvolutionResult evolve(const Llama& model, const EvolutionOptions& options) {
 
     const int64_t lambda = options.population;
     std::vector<double> fitness(report.fitness.begin(), report.fitness.begin() + lambda);
+    for (int64_t k = 0; k < lambda; ++k) {
+      fitness[static_cast<size_t>(k)] = penalised_fitness(
+          fitness[static_cast<size_t>(k)], report.retained_fraction[static_cast<size_t>(k)], options.kv_target,
+          options.kv_penalty);
+    }
     phase = std::chrono::steady_clock::now();
     cma->tell(at::tensor(fitness, at::kDouble));
     cma_seconds += seconds_since(phase);
@@ -898,11 +960,15 @@ EvolutionResult evolve(const Llama& model, const EvolutionOptions& options) {
     }
     record.mean_candidate_fitness = fitness_sum / static_cast<double>(lambda);
     record.mean_retained_fraction = retained_sum / static_cast<double>(lambda);
-    record.mean_fitness = options.evaluate_mean ? report.fitness.back() : kNaN;
+    record.mean_score = options.evaluate_mean ? report.fitness.back() : kNaN;
+    record.mean_fitness = options.evaluate_mean ? penalised_fitness(report.fitness.back(), report.retained_fraction.back(),
+                                                                    options.kv_target, options.kv_penalty)
+                                                : kNaN;
     record.mean_retained_fraction_of_mean = options.evaluate_mean ? report.retained_fraction.back() : kNaN;
     record.sigma = sigma;
     record.prompts = static_cast<int64_t>(examples.size());
     record.informative_prompts = report.informative_examples;
+    record.screened_prompts = drawn_total;
     if (options.evaluate_mean) state.last_mean_fitness = record.mean_fitness;
     record.prefix_seconds = report.prefix_seconds;
     record.full_seconds = report.full_seconds;
@@ -955,14 +1021,14 @@ EvolutionResult evolve(const Llama& model, const EvolutionOptions& options) {
       char line[512];
       std::snprintf(line, sizeof(line),
                     "stage %lld/%lld [%s] gen %lld/%lld (total %lld/%lld)  best %.4f  cand %.4f  mean %.4f  "
-                    "sigma %.5f  kv %.1f%%  prompts %lld/%lld  %.1fs  ETA %s",
+                    "sigma %.5f  kv %.1f%%  prompts %lld/%lld (%lld drawn)  %.1fs  ETA %s",
                     static_cast<long long>(stage_index + 1), static_cast<long long>(num_stages),
                     join(stage.tasks, ",").c_str(), static_cast<long long>(record.stage_generation),
                     static_cast<long long>(stage.generations), static_cast<long long>(state.generation),
                     static_cast<long long>(total_generations), record.best_fitness, record.mean_candidate_fitness,
                     record.mean_fitness, record.sigma, 100.0 * record.mean_retained_fraction,
                     static_cast<long long>(record.informative_prompts), static_cast<long long>(record.prompts),
-                    record.seconds, format_duration(eta).c_str());
+                    static_cast<long long>(record.screened_prompts), record.seconds, format_duration(eta).c_str());
       *options.progress << line << std::endl;
     }
     if (options.stop != nullptr && options.stop->load()) break;

@@ -98,6 +98,9 @@ struct FitnessReport {
 double fitness_from_scores(const std::vector<double>& scores, const std::vector<double>& full,
                            const std::vector<std::string>& tasks);
 
+/// Fitness after memory pressure: fitness - penalty * max(0, retained - target).
+double penalised_fitness(double fitness, double retained_fraction, double target, double penalty);
+
 /// Evaluates candidate parameter vectors candidates [K, P] (float32 or 64)
 /// as NAMMs with base's config and normaliser on the same examples.
 FitnessReport evaluate_candidates(const Llama& model, const NammModel& base, const at::Tensor& candidates,
@@ -113,6 +116,18 @@ struct EvolutionOptions {
   uint64_t seed = 0;
   bool active_cma = true;            ///< active CMA-ES (negative weights).
   int64_t prompts_per_task = 8;      ///< per task per generation (the paper: 64).
+  /// > 0: screen prompts. Per task, draw up to prompts_per_task * screen_draws
+  /// TRAIN prompts in order and keep the first prompts_per_task the full cache
+  /// answers (score > 0); the others would not count in the fitness anyway, so
+  /// every candidate's compute goes to prompts that can tell candidates apart.
+  /// 0: keep every drawn prompt.
+  int64_t screen_draws = 0;
+  /// Memory pressure: a candidate whose mean retained fraction r exceeds
+  /// kv_target loses kv_penalty * (r - kv_target) from its fitness. Without it
+  /// (kv_penalty 0) nothing rewards a smaller cache when eviction never raises
+  /// the score (a small host with the full cache answered right).
+  double kv_target = 1.0;
+  double kv_penalty = 0.0;
   std::vector<int64_t> context_tokens = {1024};  ///< prompt i of a batch has context_tokens[i % size].
   bool evaluate_mean = true;         ///< also evaluate the CMA mean every generation.
   NammConfig namm;                   ///< the evolved NAMM's shape; namm.delay drives the controller.
@@ -150,11 +165,13 @@ struct GenerationRecord {
   double best_fitness = 0.0;      ///< best candidate.
   double mean_candidate_fitness = 0.0;
   double mean_fitness = 0.0;      ///< the CMA mean's (NaN when not evaluated).
+  double mean_score = 0.0;        ///< the CMA mean's normalised score before the memory penalty (NaN when not evaluated).
   double sigma = 0.0;             ///< sigma the candidates were drawn with.
   double mean_retained_fraction = 0.0;  ///< over candidates and prompts.
   double mean_retained_fraction_of_mean = 0.0;
   int64_t prompts = 0;
   int64_t informative_prompts = 0;
+  int64_t screened_prompts = 0;   ///< prompts drawn to find them (= prompts without screening).
   double seconds = 0.0;           ///< wall time of the generation, checkpoint included.
   /// Where the time went (thread-seconds summed over workers for the first six):
   /// shared prefixes, full-cache references, candidates' examples, of which

@@ -211,6 +211,80 @@ TEST(Evolution, StoppedAndResumedRunEqualsTheUninterruptedOne) {
   fs::remove_all(resumed_dir);
 }
 
+TEST(Evolution, MemoryPenaltyCountsOnlyTheRetainedFractionAboveTheTarget) {
+  EXPECT_DOUBLE_EQ(penalised_fitness(0.9, 0.4, 0.5, 2.0), 0.9);
+  EXPECT_DOUBLE_EQ(penalised_fitness(0.9, 0.75, 0.5, 2.0), 0.4);
+  EXPECT_DOUBLE_EQ(penalised_fitness(0.9, 1.0, 1.0, 2.0), 0.9);
+  EXPECT_DOUBLE_EQ(penalised_fitness(0.9, 0.75, 0.5, 0.0), 0.9);
+}
+
+// needle prompts whose expected answer is the full cache's on odd indices and
+// wrong on even ones: the full cache answers exactly the odd ones
+ExampleMaker odd_prompts_answerable(const Llama& model, const AnswerOptions& answer) {
+  return [model, answer](const std::string& task, Split split, int64_t index, int64_t context) {
+    TaskExample example = make_example(task, split, index, context);
+    example.answer = answer_example(model, example, PolicySpec{}, answer).prediction;
+    if (index % 2 == 0) example.answer.push_back(1);  // one token more: never an exact match
+    return example;
+  };
+}
+
+EvolutionOptions screened_run(const Llama& model, int threads) {
+  EvolutionOptions options;
+  options.stages = {EvolutionStage::parse("needle:2", 1)};
+  options.population = 4;
+  options.initial_sigma = 0.1;
+  options.seed = 5;
+  options.prompts_per_task = 2;
+  options.screen_draws = 3;
+  options.kv_target = 0.5;
+  options.kv_penalty = 1.0;
+  options.context_tokens = {64};
+  options.namm = small_namm(16);
+  options.fitness.answer = small_answer(16);
+  options.fitness.threads = threads;
+  options.make_example = odd_prompts_answerable(model, options.fitness.answer);
+  return options;
+}
+
+TEST(Evolution, ScreeningKeepsOnlyPromptsTheFullCacheAnswersForAnyThreadCount) {
+  const Llama model = tiny_task_model();
+  const EvolutionResult one = evolve(model, screened_run(model, 1));
+  const EvolutionResult two = evolve(model, screened_run(model, 2));
+  ASSERT_EQ(one.history.size(), 2u);
+  ASSERT_EQ(two.history.size(), 2u);
+  for (size_t g = 0; g < one.history.size(); ++g) {
+    const GenerationRecord& record = one.history[g];
+    EXPECT_EQ(record.prompts, 2);              // the two odd indices of the four drawn
+    EXPECT_EQ(record.informative_prompts, 2);  // every kept prompt counts
+    EXPECT_EQ(record.screened_prompts, 4);
+    // the mean's fitness is its score less the penalty on what it keeps above half
+    EXPECT_NEAR(record.mean_fitness,
+                record.mean_score - std::max(0.0, record.mean_retained_fraction_of_mean - 0.5), 1e-12);
+    EXPECT_EQ(record.mean_fitness, two.history[g].mean_fitness);
+    EXPECT_EQ(record.best_fitness, two.history[g].best_fitness);
+  }
+  EXPECT_TRUE(at::equal(one.model.params, two.model.params));
+}
+
+TEST(Evolution, ScreeningFailsClearlyWhenTheFullCacheAnswersNothing) {
+  const Llama model = tiny_task_model();
+  EvolutionOptions options = screened_run(model, 1);
+  options.make_example = [model, answer = options.fitness.answer](const std::string& task, Split split, int64_t index,
+                                                                    int64_t context) {
+    TaskExample example = make_example(task, split, index, context);
+    example.answer = answer_example(model, example, PolicySpec{}, answer).prediction;
+    example.answer.push_back(1);
+    return example;
+  };
+  try {
+    evolve(model, options);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("answered none of the 6 screened prompts"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Evolution, CorruptOrForeignCheckpointIsRefusedNamingTheFile) {
   const Llama model = tiny_task_model();
   const std::string dir = temp_dir("corrupt");
