@@ -11,6 +11,8 @@
 #include "adapters/memory_controller.h"
 #include "adapters/prunable_attention.h"
 #include "apps/demo_language.h"
+#include "apps/demo_rl.h"
+#include "apps/demo_video.h"
 #include "apps/options.h"
 #include "core/namm_model.h"
 #include "core/policy_registry.h"
@@ -36,6 +38,10 @@ struct DemoSettings {
   uint64_t seed = 1;
   std::string namm_path = "models/namm.safetensors";
   std::string lm_dir = "models/lm";
+  std::string video_dir = "models/video";
+  std::string clips_index = "scenes/video/demo/index.json";
+  std::string dt_dir = "models/dt-hopper";
+  std::string out_dir = "out/demo";
 };
 
 constexpr int kLayers = 2, kQueryHeads = 4, kKvHeads = 2, kHeadDim = 32;
@@ -137,6 +143,10 @@ int run_demo(const std::vector<std::string>& args) {
       ("delay", po::value(&settings.delay)->default_value(settings.delay), "tokens between memory updates")
       ("namm", po::value(&settings.namm_path)->default_value(settings.namm_path), "NAMM checkpoint; when missing, an untrained NAMM (zero parameters: keeps every token)")
       ("lm", po::value(&settings.lm_dir)->default_value(settings.lm_dir), "the language host for the language part")
+      ("video-model", po::value(&settings.video_dir)->default_value(settings.video_dir), "the video model for the video part")
+      ("clips", po::value(&settings.clips_index)->default_value(settings.clips_index), "index.json of the clips the video part answers")
+      ("dt", po::value(&settings.dt_dir)->default_value(settings.dt_dir), "the Decision Transformer for the RL part")
+      ("out", po::value(&settings.out_dir)->default_value(settings.out_dir), "folder for the video part's pictures")
       ("seed", po::value(&settings.seed)->default_value(settings.seed), "seed of the built-in example")
       ("threads", po::value(&threads)->default_value(threads), "LibTorch threads");
   po::variables_map vm;
@@ -188,9 +198,8 @@ int run_demo(const std::vector<std::string>& args) {
   std::printf("\n  retained: mean fraction of the full cache kept at updates; output error: relative L2 distance\n"
               "  of all attention outputs from the full cache's.\n\n");
   demo_language(settings.lm_dir, settings.namm_path, threads);
-  std::printf("\nNot available yet:\n"
-              "  - video question answering with FFmpeg-decoded clips (issue 4)\n"
-              "  - Decision Transformer rollouts in MuJoCo Hopper/Walker2d (issue 5)\n");
+  demo_video(settings.video_dir, settings.clips_index, settings.namm_path, settings.out_dir, threads);
+  demo_rl(settings.dt_dir, "hopper", settings.namm_path, threads);
   return 0;
 }
 
