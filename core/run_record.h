@@ -27,4 +27,15 @@ std::string git_commit(const std::string& directory = "");
 /// deriving independent seeds from counters.
 uint64_t mix64(uint64_t x);
 
+/// A hash of (seed, step, slot) under a per-trainer salt: what a training
+/// step draws is a pure function of these, never of earlier steps, so a
+/// resumed run sees the same data as an uninterrupted one.
+uint64_t step_hash(uint64_t salt, uint64_t seed, int64_t step, int64_t slot);
+
+/// Rewrites a JSONL training log (atomically) keeping the records whose
+/// "step" is <= step: on resume, the records a killed session wrote past its
+/// last checkpoint are dropped (they will be redone), and so is a half-written
+/// last line. Nothing happens when the file does not exist.
+void keep_log_records_up_to(const std::string& log_path, int64_t step);
+
 }  // namespace namm

@@ -36,7 +36,7 @@ constexpr uint64_t kEvalSeedOffset = 1000003;
 
 // a hash of (seed, step, slot): the windows of a step never depend on earlier steps
 uint64_t step_hash(uint64_t seed, int64_t step, int64_t slot) {
-  return mix64(mix64(mix64(seed ^ 0x5bd1e9955bd1e995ull) + static_cast<uint64_t>(step)) + static_cast<uint64_t>(slot));
+  return namm::step_hash(0x5bd1e9955bd1e995ull, seed, step, slot);
 }
 
 void check(bool ok, const std::string& message) {
@@ -444,19 +444,7 @@ void DtTrainer::resume(const std::string& path) {
   if (last_eval != file.metadata.end()) last_eval_json_ = last_eval->second;
 
   // records past the checkpoint belong to the interrupted session and will be redone
-  const std::string log_path = (fs::path(options_.out_dir) / "train_log.jsonl").string();
-  if (fs::exists(log_path)) {
-    std::istringstream lines(read_file(log_path));
-    std::string line, kept;
-    while (std::getline(lines, line)) {
-      try {
-        if (json::parse(line).value("step", int64_t{0}) <= step_) kept += line + "\n";
-      } catch (const json::exception&) {
-        // a half-written last line of a killed run
-      }
-    }
-    write_file_atomically(log_path, kept);
-  }
+  keep_log_records_up_to((fs::path(options_.out_dir) / "train_log.jsonl").string(), step_);
 }
 
 DtStepStats DtTrainer::train_step() {

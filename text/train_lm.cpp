@@ -590,19 +590,7 @@ void Trainer::resume(const std::string& path) {
   if (fs::exists(eval_path)) last_eval_json_ = read_file(eval_path.string());
 
   // records past the checkpoint belong to the interrupted session and will be redone
-  const std::string log_path = (fs::path(options_.out_dir) / "train_log.jsonl").string();
-  if (fs::exists(log_path)) {
-    std::istringstream lines(read_file(log_path));
-    std::string line, kept;
-    while (std::getline(lines, line)) {
-      try {
-        if (json::parse(line).value("step", int64_t{0}) <= step_) kept += line + "\n";
-      } catch (const json::exception&) {
-        // a half-written last line of a killed run
-      }
-    }
-    write_file_atomically(log_path, kept);
-  }
+  keep_log_records_up_to((fs::path(options_.out_dir) / "train_log.jsonl").string(), step_);
 }
 
 StepStats Trainer::train_step() {

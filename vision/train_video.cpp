@@ -2,6 +2,7 @@
 #include "vision/train_video.h"
 
 #include "core/atomic_file.h"
+#include "core/run_record.h"
 #include "core/safetensors.h"
 #include "text/llama_checkpoint.h"
 #include "text/text_eval.h"
@@ -37,58 +38,9 @@ constexpr const char* kStateFile = "trainer_state.safetensors";
 constexpr const char* kStateFormat = "namm-train-video-state";
 constexpr double kPi = 3.14159265358979323846;
 
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
-
 /// A hash of (seed, step, slot): the data of a step never depends on earlier steps.
 uint64_t step_hash(uint64_t seed, int64_t step, int64_t slot) {
-  return mix64(mix64(mix64(seed ^ 0x5d1f0e7c3a9b2461ull) + static_cast<uint64_t>(step)) + static_cast<uint64_t>(slot));
-}
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  const int64_t s = static_cast<int64_t>(seconds + 0.5);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
-                static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
-  return buf;
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
-/// Output of a shell command, trimmed; empty when it fails (git may be absent).
-std::string command_output(const std::string& command) {
-  std::FILE* pipe = popen((command + " 2>/dev/null").c_str(), "r");
-  if (pipe == nullptr) return "";
-  std::string out;
-  char buf[256];
-  while (std::fgets(buf, sizeof buf, pipe) != nullptr) out += buf;
-  if (pclose(pipe) != 0) return "";
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
-}
-
-std::string git_commit() {
-  std::string commit = command_output("git rev-parse HEAD");
-  if (commit.empty()) return "";
-  if (!command_output("git status --porcelain --untracked-files=no").empty()) commit += "+dirty";
-  return commit;
+  return namm::step_hash(0x5d1f0e7c3a9b2461ull, seed, step, slot);
 }
 
 void check(bool ok, const std::string& message) {
@@ -491,19 +443,7 @@ void VideoTrainer::resume(const std::string& path) {
   if (fs::exists(eval_path)) last_eval_json_ = read_file(eval_path.string());
 
   // records past the checkpoint belong to the interrupted session and will be redone
-  const std::string log_path = (fs::path(options_.out_dir) / "train_log.jsonl").string();
-  if (fs::exists(log_path)) {
-    std::istringstream lines(read_file(log_path));
-    std::string line, kept;
-    while (std::getline(lines, line)) {
-      try {
-        if (json::parse(line).value("step", int64_t{0}) <= step_) kept += line + "\n";
-      } catch (const json::exception&) {
-        // a half-written last line of a killed run
-      }
-    }
-    write_file_atomically(log_path, kept);
-  }
+  keep_log_records_up_to((fs::path(options_.out_dir) / "train_log.jsonl").string(), step_);
 }
 
 VideoStepStats VideoTrainer::train_step() {
