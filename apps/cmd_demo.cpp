@@ -199,7 +199,7 @@ int run_demo(const std::vector<std::string>& args) {
               "  of all attention outputs from the full cache's.\n\n");
   demo_language(settings.lm_dir, settings.namm_path, threads);
   demo_video(settings.video_dir, settings.clips_index, settings.namm_path, settings.out_dir, threads);
-  demo_rl(settings.dt_dir, "hopper", settings.namm_path, threads);
+  demo_rl(settings.dt_dir, "hopper", settings.namm_path, settings.out_dir, threads);
   return 0;
 }
 

@@ -6,13 +6,16 @@
 #include "core/namm_model.h"
 #include "rl/dt_checkpoint.h"
 #include "rl/mujoco_env.h"
+#include "rl/eval_rl.h"
+#include "rl/render.h"
 #include "rl/rollout.h"
+#include "vision/video_encoder.h"
 
 #include <ATen/Parallel.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 namespace namm::app {
@@ -21,33 +24,17 @@ namespace {
 // default tokens between policy updates without a NAMM (about 21 steps; a multiple of the NAMM hop 16)
 constexpr int64_t kDefaultDelay = 64;
 
-// true when a NAMM's record says it was evolved on RL data: zero-shot
-// results on the Decision Transformer would then not be zero-shot
-bool tuned_on_rl(const std::string& provenance_json) {
-  nlohmann::json p;
-  try {
-    p = nlohmann::json::parse(provenance_json);
-  } catch (const nlohmann::json::exception&) {
-    return false;
-  }
-  auto mentions_rl = [](std::string text) {
-    std::transform(text.begin(), text.end(), text.begin(), ::tolower);
-    return text == "rl" || text.find("hopper") != std::string::npos || text.find("walker") != std::string::npos ||
-           text.find("decision") != std::string::npos || text.find("mujoco") != std::string::npos;
-  };
-  if (p.contains("domain") && p["domain"].is_string() && mentions_rl(p["domain"].get<std::string>())) return true;
-  if (p.contains("tasks") && p["tasks"].is_array()) {
-    for (const auto& task : p["tasks"]) {
-      if (task.is_string() && mentions_rl(task.get<std::string>())) return true;
-    }
-  }
-  return false;
+// "out.mp4" -> "out_ep3.mp4"
+std::string episode_path(const std::string& path, int episode) {
+  const std::filesystem::path p(path);
+  return (p.parent_path() / (p.stem().string() + "_ep" + std::to_string(episode) + p.extension().string())).string();
 }
 
 }  // namespace
 
 int run_rollout(const std::vector<std::string>& args) {
-  std::string env_name, model_dir, memory = "full", budget_text = "25%", namm_path, json_path, kinds_path;
+  std::string env_name, model_dir, memory = "full", budget_text = "25%", namm_path, json_path, kinds_path, render_path,
+      kinds_plot_path;
   RolloutOptions o;
   int64_t seed = 0, delay = 0;
   int threads = 1;
@@ -70,6 +57,9 @@ int run_rollout(const std::vector<std::string>& args) {
       ("h2o-recent-share", po::value(&o.policy.h2o_recent_share)->default_value(o.policy.h2o_recent_share), "H2O share of the budget kept for recent tokens")
       ("json", po::value(&json_path), "write the summary and per-episode results as JSON")
       ("kinds-json", po::value(&kinds_path), "write per-step kept tokens by kind (return/state/action) per layer as JSON")
+      ("render", po::value(&render_path), "write a video of the first episode (H.264 mp4, 2D side view, 30 fps, one frame every 2 env steps = half speed, with a HUD: step, return so far, KV kept)")
+      ("render-all", "with --render: one video per episode, OUT_ep<e>.mp4")
+      ("kinds-plot", po::value(&kinds_plot_path), "write a PNG of the share of return / state / action tokens kept over the first episode, one panel per layer (cached mode)")
       ("threads", po::value(&threads)->default_value(threads), "torch threads");
   // clang-format on
   po::variables_map vm;
@@ -99,7 +89,7 @@ int run_rollout(const std::vector<std::string>& args) {
   if (memory == "namm" && namm_path.empty()) throw UsageError("--memory namm needs --namm FILE");
   if (!namm_path.empty()) {
     auto model = std::make_shared<const NammModel>(NammModel::load(namm_path));
-    if (tuned_on_rl(model->provenance_json) && !vm.count("allow-rl-namm")) {
+    if (namm_evolved_on_rl(model->provenance_json) && !vm.count("allow-rl-namm")) {
       throw UsageError("--namm " + namm_path + ": its record says it was evolved on RL; pass --allow-rl-namm to use it anyway");
     }
     o.policy.namm_model = model;
@@ -112,6 +102,20 @@ int run_rollout(const std::vector<std::string>& args) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
+
+  if (vm.count("render-all") && render_path.empty()) throw UsageError("--render-all needs --render OUT.mp4");
+  if (!kinds_plot_path.empty() && o.window > 0) {
+    throw UsageError("--kinds-plot needs the cached mode: --window " + std::to_string(o.window) + " keeps no cache");
+  }
+  if (!render_path.empty()) {
+    try {
+      check_video_encoder_options(VideoEncoderOptions{}, render_path);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError("--render " + render_path + ": " + e.what());
+    }
+  }
+  EpisodeRecorder recorder;
+  if (!render_path.empty()) o.on_step = recorder.hook(vm.count("render-all") ? -1 : 0);
 
   at::set_num_threads(threads);
   const DtCheckpoint checkpoint = load_dt_checkpoint(model_dir);
@@ -138,6 +142,20 @@ int run_rollout(const std::vector<std::string>& args) {
   std::cout << line;
   if (!json_path.empty()) write_file_atomically(json_path, report.to_json());
   if (!kinds_path.empty()) write_file_atomically(kinds_path, report.token_kinds_json());
+  if (!kinds_plot_path.empty()) {
+    KindsPlotOptions plot;
+    plot.title = env_name + ", memory " + report.policy + (report.budget == "-" ? "" : " " + report.budget) +
+                 ": token kinds kept (episode 0)";
+    write_kinds_plot(kinds_plot_path, report.episodes.front().token_kinds, report.heads, plot);
+    std::cout << "wrote " << kinds_plot_path << "\n";
+  }
+  if (!render_path.empty()) {
+    for (int e : recorder.recorded_episodes()) {
+      const std::string path = vm.count("render-all") ? episode_path(render_path, e) : render_path;
+      recorder.write_video(path, report, e);
+      std::cout << "wrote " << path << " (" << recorder.frames_for(recorder.recorded_steps(e)) << " frames)\n";
+    }
+  }
   return 0;
 }
 

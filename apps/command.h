@@ -25,6 +25,7 @@ int run_make_scenes(const std::vector<std::string>& args);
 int run_gen_data(const std::vector<std::string>& args);
 int run_train_dt(const std::vector<std::string>& args);
 int run_rollout(const std::vector<std::string>& args);
+int run_eval_rl(const std::vector<std::string>& args);
 int run_train_video(const std::vector<std::string>& args);
 int run_video_qa(const std::vector<std::string>& args);
 int run_eval_video(const std::vector<std::string>& args);

@@ -7,8 +7,11 @@
 
 namespace namm::app {
 
-/// Prints one episode per memory setting; says plainly what is missing when
-/// the model or the NAMM is not there. Returns false when it could not run.
-bool demo_rl(const std::string& model_dir, const std::string& env_name, const std::string& namm_path, int threads);
+/// Prints one episode per memory setting and renders the NAMM's episode (the
+/// full cache's when there is no NAMM) to out_dir/<env>.mp4, printing the
+/// path; says plainly what is missing when the model or the NAMM is not there.
+/// Returns false when it could not run.
+bool demo_rl(const std::string& model_dir, const std::string& env_name, const std::string& namm_path,
+             const std::string& out_dir, int threads);
 
 }  // namespace namm::app

@@ -27,6 +27,7 @@ const std::vector<Command>& commands() {
       {"gen-data", "train behaviour policies and write offline RL datasets", namm::app::run_gen_data},
       {"train-dt", "train a Decision Transformer on an offline dataset", namm::app::run_train_dt},
       {"rollout", "run a Decision Transformer in MuJoCo with a memory policy", namm::app::run_rollout},
+      {"eval-rl", "compare memory policies on a robot: window, full, NAMM zero-shot, baselines", namm::app::run_eval_rl},
       {"train-video", "train the video host on the synthetic video QA scenes", namm::app::run_train_video},
       {"video-qa", "answer a question about a video file under a memory policy", namm::app::run_video_qa},
       {"eval-video", "compare memory policies on the video QA scenes", namm::app::run_eval_video},
