@@ -5,9 +5,11 @@
 #include "rl/decision_transformer.h"
 #include "rl/dt_checkpoint.h"
 #include "rl/eval_rl.h"
+#include "tests/rl/tiny_hopper.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -22,29 +24,10 @@
 namespace namm {
 namespace {
 
+using test_support::hopper_sidecar;
+using test_support::tiny_hopper_model;
+
 namespace fs = std::filesystem;
-
-DecisionTransformer tiny_hopper_model() {
-  DtConfig c;
-  c.state_dim = 11;
-  c.act_dim = 3;
-  c.hidden_size = 32;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.max_ep_len = 1000;
-  at::manual_seed(3);
-  DecisionTransformer model(c);
-  at::NoGradGuard no_grad;
-  for (auto& p : model->parameters()) p.normal_(0.0, 0.2);
-  return model;
-}
-
-DtSidecar hopper_sidecar() {
-  DtSidecar s;
-  s.env = "hopper";
-  s.target_return = 3600.0;
-  return s;
-}
 
 // random parameters: a NAMM that keeps part of the cache
 std::shared_ptr<const NammModel> random_namm() {

@@ -8,9 +8,11 @@
 #include "rl/render.h"
 #include "rl/rollout.h"
 #include "vision/video_decoder.h"
+#include "tests/rl/tiny_hopper.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+
 #include <unistd.h>
 
 #include <cmath>
@@ -23,6 +25,9 @@
 
 namespace namm {
 namespace {
+
+using test_support::hopper_sidecar;
+using test_support::tiny_hopper_model;
 
 namespace fs = std::filesystem;
 
@@ -147,21 +152,6 @@ TEST(SideView, RejectsOddFrameSizes) {
   o.width = 321;
   EXPECT_NE(error_of([&] { o.validate(); }).find("width must be even"), std::string::npos);
   EXPECT_THROW(EpisodeRecorder{o}, std::invalid_argument);
-}
-
-DecisionTransformer tiny_hopper_model() {
-  DtConfig c;
-  c.state_dim = 11;
-  c.act_dim = 3;
-  c.hidden_size = 32;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.max_ep_len = 1000;
-  at::manual_seed(3);
-  DecisionTransformer model(c);
-  at::NoGradGuard no_grad;
-  for (auto& p : model->parameters()) p.normal_(0.0, 0.2);
-  return model;
 }
 
 TEST(EpisodeVideo, DecodesToTheAnnouncedFrameCountAndSize) {

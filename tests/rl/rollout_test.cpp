@@ -6,9 +6,11 @@
 #include "rl/dt_checkpoint.h"
 #include "rl/mujoco_env.h"
 #include "rl/rollout.h"
+#include "tests/rl/tiny_hopper.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -22,29 +24,8 @@
 namespace namm {
 namespace {
 
-// a small random Hopper-sized model; larger weights than the default
-// initialisation so that actions depend visibly on the context
-DecisionTransformer hopper_model(uint64_t seed = 3) {
-  DtConfig c;
-  c.state_dim = 11;
-  c.act_dim = 3;
-  c.hidden_size = 32;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.max_ep_len = 1000;
-  at::manual_seed(seed);
-  DecisionTransformer model(c);
-  at::NoGradGuard no_grad;
-  for (auto& p : model->parameters()) p.normal_(0.0, 0.2);
-  return model;
-}
-
-DtSidecar hopper_sidecar() {
-  DtSidecar s;
-  s.env = "hopper";
-  s.target_return = 3600.0;
-  return s;
-}
+using test_support::hopper_sidecar;
+using test_support::tiny_hopper_model;
 
 RolloutOptions short_options(const std::string& policy, int max_steps = 40) {
   RolloutOptions o;
@@ -66,7 +47,7 @@ std::string error_of(const std::function<void()>& f) {
 
 TEST(Rollout, FullCacheKeepsEveryTokenOfTheEpisode) {
   at::set_num_threads(1);
-  const DecisionTransformer model = hopper_model();
+  const DecisionTransformer model = tiny_hopper_model();
   const RolloutReport report = run_rollouts(model, hopper_sidecar(), "hopper", short_options("full"));
   ASSERT_EQ(report.episodes.size(), 1u);
   const EpisodeResult& e = report.episodes[0];
@@ -88,7 +69,7 @@ TEST(Rollout, FullCacheKeepsEveryTokenOfTheEpisode) {
 
 TEST(Rollout, PruningPolicyReallyShrinksTheCache) {
   at::set_num_threads(1);
-  const DecisionTransformer model = hopper_model();
+  const DecisionTransformer model = tiny_hopper_model();
   for (const std::string policy : {"recency", "h2o", "tova", "l2", "streaming", "random"}) {
     RolloutOptions options = short_options(policy, 60);
     options.policy.budget = Budget::parse("24");
@@ -109,7 +90,7 @@ TEST(Rollout, PruningPolicyReallyShrinksTheCache) {
 
 TEST(Rollout, SameSeedGivesTheSameEpisode) {
   at::set_num_threads(1);
-  const DecisionTransformer model = hopper_model();
+  const DecisionTransformer model = tiny_hopper_model();
   auto actions_of = [&](uint64_t seed) {
     RolloutOptions options = short_options("h2o", 30);
     options.policy.budget = Budget::parse("20");
@@ -131,7 +112,7 @@ TEST(Rollout, SameSeedGivesTheSameEpisode) {
 
 TEST(Rollout, WindowModeEqualsTheCacheWhileTheEpisodeFitsInTheWindow) {
   at::set_num_threads(1);
-  const DecisionTransformer model = hopper_model();
+  const DecisionTransformer model = tiny_hopper_model();
   const int64_t k = 8;
   auto actions_of = [&](int64_t window) {
     RolloutOptions options = short_options("full", static_cast<int>(k));
@@ -157,7 +138,7 @@ TEST(Rollout, WindowModeEqualsTheCacheWhileTheEpisodeFitsInTheWindow) {
 
 TEST(Rollout, TokenKindsJsonHoldsPerStepCountsPerLayer) {
   at::set_num_threads(1);
-  const DecisionTransformer model = hopper_model();
+  const DecisionTransformer model = tiny_hopper_model();
   RolloutOptions options = short_options("recency", 20);
   options.policy.budget = Budget::parse("10");
   options.delay = 5;
@@ -179,7 +160,7 @@ TEST(Rollout, TokenKindsJsonHoldsPerStepCountsPerLayer) {
 }
 
 TEST(Rollout, BadOptionsFailWithOneLine) {
-  const DecisionTransformer model = hopper_model();
+  const DecisionTransformer model = tiny_hopper_model();
   RolloutOptions options = short_options("h2o");
   options.window = 20;
   std::string message = error_of([&] { run_rollouts(model, hopper_sidecar(), "hopper", options); });
