@@ -168,8 +168,8 @@ int run_demo(const std::vector<std::string>& args) {
     NammConfig config;
     config.delay = settings.delay;
     namm_model = std::make_shared<const NammModel>(NammModel::zeros(config));
-    namm_note = "NAMM: none shipped yet (" + settings.namm_path +
-                " missing; the evolved NAMM arrives with the language issue) - using an untrained NAMM, which keeps every token";
+    namm_note = "NAMM: " + settings.namm_path +
+                " missing (the shipped one is models/namm.safetensors) - using an untrained NAMM, which keeps every token";
   }
   base.namm_model = namm_model;
 
