@@ -1,6 +1,7 @@
 // train_dt: see train_dt.h
 #include "rl/train_dt.h"
 
+#include "core/adamw_state.h"
 #include "core/atomic_file.h"
 #include "core/run_record.h"
 #include "core/safetensors.h"
@@ -553,17 +554,7 @@ int64_t DtTrainer::train(const std::function<bool()>& should_stop) {
 void DtTrainer::save_checkpoint() {
   const double elapsed = elapsed_before_ + now_seconds() - session_start_;
   std::map<std::string, at::Tensor> tensors;
-  for (size_t i = 0; i < optim_->names.size(); ++i) {
-    const std::string& name = optim_->names[i];
-    tensors["model/" + name] = optim_->parameters[i].detach();
-    auto& states = optim_->adamw->state();
-    const auto it = states.find(c10::guts::to_string(optim_->parameters[i].unsafeGetTensorImpl()));
-    if (it == states.end()) continue;  // before the first step (or never updated): no moments yet
-    auto& state = static_cast<torch::optim::AdamWParamState&>(*it->second);
-    tensors["adam/" + name + "/exp_avg"] = state.exp_avg();
-    tensors["adam/" + name + "/exp_avg_sq"] = state.exp_avg_sq();
-    tensors["adam/" + name + "/step"] = at::tensor({state.step()}, at::kLong);
-  }
+  add_adamw_state(*optim_->adamw, optim_->parameters, optim_->names, tensors);
   tensors["rng/dropout"] = dropout_generator_.get_state();
   std::map<std::string, std::string> metadata = {{"format", kStateFormat},
                                                  {"version", "1"},
