@@ -552,31 +552,8 @@ void Trainer::resume(const std::string& path) {
   if (meta("format") != kStateFormat)
     throw std::runtime_error(path + ": not a train-lm state (format '" + meta("format") + "')");
   const TrainLmOptions saved = TrainLmOptions::from_json(meta("options"), path);
-  const std::vector<std::string> mismatches = options_.resume_mismatches(saved);
-  if (!mismatches.empty()) {
-    std::string joined;
-    for (const std::string& m : mismatches) joined += (joined.empty() ? "" : "; ") + m;
-    throw std::runtime_error(path + ": the checkpoint was trained with other options (" + joined +
-                             "); pass the same options to resume, or another --out to start afresh");
-  }
-  at::NoGradGuard no_grad;
-  for (size_t i = 0; i < optim_->names.size(); ++i) {
-    const std::string& name = optim_->names[i];
-    at::Tensor& p = optim_->parameters[i];
-    auto load = [&](const std::string& key, at::IntArrayRef shape) {
-      const at::Tensor& t = file.at(key);
-      if (t.sizes() != shape)
-        throw std::runtime_error(path + ": tensor " + key + " has shape " + str(t.sizes()) + ", expected " +
-                                 str(shape));
-      return t;
-    };
-    p.copy_(load("model/" + name, p.sizes()));
-    auto state = std::make_unique<torch::optim::AdamWParamState>();
-    state->exp_avg(load("adam/" + name + "/exp_avg", p.sizes()).to(p.scalar_type()).clone());
-    state->exp_avg_sq(load("adam/" + name + "/exp_avg_sq", p.sizes()).to(p.scalar_type()).clone());
-    state->step(load("adam/" + name + "/step", {1}).item<int64_t>());
-    optim_->adamw->state()[c10::guts::to_string(p.unsafeGetTensorImpl())] = std::move(state);
-  }
+  throw_if_resume_options_differ(path, options_.resume_mismatches(saved));
+  restore_adamw_state(file, *optim_->adamw, optim_->parameters, optim_->names);
   at::Generator generator = at::detail::getDefaultCPUGenerator();
   generator.set_state(file.at("rng/torch_cpu"));
   try {

@@ -401,35 +401,8 @@ void VideoTrainer::resume(const std::string& path) {
     throw std::runtime_error(path + ": not a train-video state (format '" + meta("format") + "')");
   }
   const TrainVideoOptions saved = TrainVideoOptions::from_json(meta("options"), path);
-  const std::vector<std::string> mismatches = options_.resume_mismatches(saved);
-  if (!mismatches.empty()) {
-    std::string joined;
-    for (const std::string& m : mismatches) joined += (joined.empty() ? "" : "; ") + m;
-    throw std::runtime_error(path + ": the checkpoint was trained with other options (" + joined +
-                             "); pass the same options to resume, or another --out to start afresh");
-  }
-  at::NoGradGuard no_grad;
-  auto load = [&](const std::string& key, at::IntArrayRef shape) {
-    if (file.tensors.find(key) == file.tensors.end()) throw std::runtime_error(path + ": tensor " + key + " is missing");
-    const at::Tensor& t = file.at(key);
-    if (t.sizes() != shape) {
-      throw std::runtime_error(path + ": tensor " + key + " has shape " + str(t.sizes()) + ", expected " + str(shape));
-    }
-    return t;
-  };
-  for (size_t i = 0; i < optim_->names.size(); ++i) {
-    const std::string& name = optim_->names[i];
-    at::Tensor& p = optim_->parameters[i];
-    p.copy_(load("model/" + name, p.sizes()));
-    if (!optim_->trained[i] || !p.requires_grad()) continue;
-    const std::string moments = "adam/" + name + "/exp_avg";
-    if (file.tensors.find(moments) == file.tensors.end()) continue;  // saved before the first step
-    auto state = std::make_unique<torch::optim::AdamWParamState>();
-    state->exp_avg(load(moments, p.sizes()).to(p.scalar_type()).clone());
-    state->exp_avg_sq(load("adam/" + name + "/exp_avg_sq", p.sizes()).to(p.scalar_type()).clone());
-    state->step(load("adam/" + name + "/step", {1}).item<int64_t>());
-    optim_->adamw->state()[c10::guts::to_string(p.unsafeGetTensorImpl())] = std::move(state);
-  }
+  throw_if_resume_options_differ(path, options_.resume_mismatches(saved));
+  restore_adamw_state(file, *optim_->adamw, optim_->parameters, optim_->names, optim_->trained);
   at::Generator generator = at::detail::getDefaultCPUGenerator();
   generator.set_state(file.at("rng/torch_cpu"));
   try {
