@@ -20,28 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
-// the command as typed, for the report (arguments with spaces quoted)
-std::string command_line(const std::vector<std::string>& args) {
-  std::string out = "namm eval-rl";
-  for (const std::string& a : args) {
-    out += " ";
-    out += a.find_first_of(" \t\"'") == std::string::npos ? a : "'" + a + "'";
-  }
-  return out;
-}
-
 }  // namespace
 
 int run_eval_rl(const std::vector<std::string>& args) {
@@ -124,7 +102,7 @@ int run_eval_rl(const std::vector<std::string>& args) {
   fs::create_directories(out_dir, ec);
   if (ec || !fs::is_directory(out_dir)) throw std::runtime_error("--out " + out_dir + ": cannot create the folder (" + ec.message() + ")");
 
-  const std::string command = command_line(args);
+  const std::string command = command_line("eval-rl", args);
   std::vector<EvalRlEnvResult> results;
   std::vector<std::string> skipped;
   if (!namm_note.empty()) skipped.push_back("namm row: " + namm_note);

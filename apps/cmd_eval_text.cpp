@@ -14,13 +14,11 @@
 namespace namm::app {
 namespace {
 
-std::vector<std::string> split_list(const std::vector<std::string>& items) {
+// "--tasks a,b --tasks c" -> {a, b, c}
+std::vector<std::string> split_lists(const std::vector<std::string>& items) {
   std::vector<std::string> out;
   for (const std::string& item : items) {
-    std::stringstream stream(item);
-    for (std::string part; std::getline(stream, part, ',');) {
-      if (!part.empty()) out.push_back(part);
-    }
+    for (std::string& part : split_list(item)) out.push_back(std::move(part));
   }
   return out;
 }
@@ -55,8 +53,8 @@ int run_eval_text(const std::vector<std::string>& args) {
   if (!parse_options("eval-text", "--lm DIR [--namm NAMM.safetensors] [options]", options, args, vm)) return 0;
 
   TextComparisonOptions comparison_options;
-  comparison_options.tasks = task_args.empty() ? task_names() : split_list(task_args);
-  if (!policy_args.empty()) comparison_options.policies = split_list(policy_args);
+  comparison_options.tasks = task_args.empty() ? task_names() : split_lists(task_args);
+  if (!policy_args.empty()) comparison_options.policies = split_lists(policy_args);
   comparison_options.examples_per_task = examples;
   if (!contexts.empty()) comparison_options.context_tokens = contexts;
   comparison_options.seed = seed;

@@ -18,15 +18,6 @@
 namespace namm::app {
 namespace {
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream s(text);
-  std::string item;
-  while (std::getline(s, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 void check_output_folder(const std::string& option, const std::string& path) {
   if (path.empty()) return;
   const std::filesystem::path p(path);

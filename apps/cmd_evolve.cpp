@@ -1,8 +1,9 @@
 // `namm evolve`: evolves a NAMM with CMA-ES on the language tasks in
 // incremental stages, checkpointing every generation; run it again with the
-// same options to resume. Ctrl-C drops the generation under way and keeps the
-// last checkpoint (a second Ctrl-C kills at once; checkpoints are atomic).
+// same options to resume. Ctrl-C or SIGTERM drops the generation under way and
+// keeps the last checkpoint (a second one kills at once; checkpoints are atomic).
 #include "apps/options.h"
+#include "apps/stop_signal.h"
 #include "core/cluster.h"
 #include "core/run_record.h"
 #include "text/evolution.h"
@@ -10,24 +11,11 @@
 
 #include <ATen/Parallel.h>
 
-#include <atomic>
-#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 
 namespace namm::app {
-namespace {
-
-std::atomic<bool> g_stop{false};
-
-extern "C" void on_interrupt(int) {
-  g_stop = true;
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process
-}
-
-}  // namespace
-
 int evolve_on_rank_zero(EvolutionOptions& evolution, const std::string& lm_dir, const std::string& out_path,
                         Cluster& cluster);
 
@@ -97,8 +85,7 @@ int run_evolve(const std::vector<std::string>& args) {
   evolution.log_path = log_path;
   evolution.lm_checkpoint = lm_dir;
   evolution.git_commit = git_commit();
-  evolution.command_line = "namm evolve";
-  for (const std::string& arg : args) evolution.command_line += " " + arg;
+  evolution.command_line = command_line("evolve", args);
   evolution.stop_after_generations = stop_after;
   try {
     evolution.validate();
@@ -148,26 +135,23 @@ int evolve_on_rank_zero(EvolutionOptions& evolution, const std::string& lm_dir, 
   }
   std::cout << "\n" << std::flush;
   evolution.progress = &std::cout;
-  g_stop = false;
-  evolution.stop = &g_stop;
-  auto* previous = std::signal(SIGINT, on_interrupt);
   EvolutionResult result;
-  try {
+  bool stopped = false;
+  {
+    const StopSignal stop;
+    evolution.stop = stop.flag();
     result = evolve(model, evolution);
-  } catch (...) {
-    std::signal(SIGINT, previous);
-    throw;
+    stopped = stop.requested();
   }
-  std::signal(SIGINT, previous);
 
   if (result.finished) {
     std::cout << "done: " << result.generations_done << " generations, mean fitness " << result.final_fitness
               << "; NAMM written to " << out_path << "\n";
     return 0;
   }
-  std::cout << (g_stop ? "interrupted" : "paused") << " after " << result.generations_done
+  std::cout << (stopped ? "interrupted" : "paused") << " after " << result.generations_done
             << " generations; run the same command again to resume from " << evolution.checkpoint_dir << "\n";
-  return g_stop ? 130 : 0;
+  return stopped ? 130 : 0;
 }
 
 }  // namespace namm::app

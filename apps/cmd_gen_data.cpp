@@ -47,8 +47,7 @@ int run_gen_data(const std::vector<std::string>& args) {
   }
   if (vm.count("step-size") && !(o.step_size > 0)) throw UsageError("--step-size must be > 0");
   if (vm.count("weight-noise") && !(o.weight_noise > 0)) throw UsageError("--weight-noise must be > 0");
-  o.command_line = "namm gen-data";
-  for (const std::string& a : args) o.command_line += " " + a;
+  o.command_line = command_line("gen-data", args);
   try {
     o = o.resolved();
   } catch (const std::invalid_argument& e) {

@@ -1,27 +1,13 @@
 // `namm train-dt`: trains a Decision Transformer on an offline dataset
 // (rl/train_dt.h), resuming from the out directory's checkpoint when there is one.
 #include "apps/options.h"
+#include "apps/stop_signal.h"
 #include "rl/train_dt.h"
 
-#include <atomic>
-#include <csignal>
 #include <filesystem>
 #include <iostream>
 
 namespace namm::app {
-namespace {
-
-std::atomic<bool> g_stop{false};
-
-// the first Ctrl-C / SIGTERM finishes the current step and checkpoints; a
-// second one kills at once (the last checkpoint stays intact: it is written atomically)
-extern "C" void on_train_dt_stop_signal(int signal) {
-  g_stop.store(true);
-  std::signal(signal, SIG_DFL);
-}
-
-}  // namespace
-
 int run_train_dt(const std::vector<std::string>& args) {
   TrainDtOptions o;
   int64_t seed = 0;
@@ -63,8 +49,7 @@ int run_train_dt(const std::vector<std::string>& args) {
   if (seed < 0) throw UsageError("--seed must be >= 0, got " + std::to_string(seed));
   o.seed = static_cast<uint64_t>(seed);
   if (!std::filesystem::exists(o.data_path)) throw UsageError("--data " + o.data_path + ": no such file");
-  o.command_line = "namm train-dt";
-  for (const std::string& a : args) o.command_line += " " + a;
+  o.command_line = command_line("train-dt", args);
   try {
     o.validate();
   } catch (const std::invalid_argument& e) {
@@ -72,11 +57,11 @@ int run_train_dt(const std::vector<std::string>& args) {
   }
 
   DtTrainer trainer(o, &std::cout);
-  std::signal(SIGINT, on_train_dt_stop_signal);
-  std::signal(SIGTERM, on_train_dt_stop_signal);
-  const int64_t reached = trainer.train([] { return g_stop.load(); });
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
+  int64_t reached = 0;
+  {
+    const StopSignal stop;
+    reached = trainer.train([&stop] { return stop.requested(); });
+  }
   if (reached < o.steps) {
     std::cout << "stopped at step " << reached << "/" << o.steps << "; checkpoint in " << o.out_dir
               << "; run the same command to resume\n";

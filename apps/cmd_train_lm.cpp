@@ -3,6 +3,7 @@
 // directory's checkpoint when there is one; or, with --eval-only, evaluates
 // the model already there.
 #include "apps/options.h"
+#include "apps/stop_signal.h"
 #include "core/atomic_file.h"
 #include "text/llama_checkpoint.h"
 #include "text/tasks.h"
@@ -12,32 +13,12 @@
 #include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 
-#include <atomic>
-#include <csignal>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
 
 namespace namm::app {
 namespace {
-
-std::atomic<bool> g_stop{false};
-
-// the first Ctrl-C / SIGTERM finishes the current step and checkpoints; a
-// second one kills at once (the last checkpoint stays intact: it is written atomically)
-extern "C" void on_stop_signal(int signal) {
-  g_stop.store(true);
-  std::signal(signal, SIG_DFL);
-}
-
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream s(text);
-  std::string item;
-  while (std::getline(s, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 void require(bool ok, const std::string& message) {
   if (!ok) throw UsageError(message);
@@ -119,8 +100,7 @@ int run_train_lm(const std::vector<std::string>& args) {
   require(o.threads >= 1, "--threads must be >= 1, got " + std::to_string(o.threads));
   require(o.max_context >= o.min_context, "--max-context " + std::to_string(o.max_context) +
                                               " is below --min-context " + std::to_string(o.min_context));
-  o.command_line = "namm train-lm";
-  for (const std::string& a : args) o.command_line += " " + a;
+  o.command_line = command_line("train-lm", args);
   try {
     o.validate();
   } catch (const std::invalid_argument& e) {
@@ -143,11 +123,11 @@ int run_train_lm(const std::vector<std::string>& args) {
   }
 
   Trainer trainer(o, &std::cout);
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
-  const int64_t reached = trainer.train([] { return g_stop.load(); });
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
+  int64_t reached = 0;
+  {
+    const StopSignal stop;
+    reached = trainer.train([&stop] { return stop.requested(); });
+  }
   if (reached < o.steps) {
     std::cout << "stopped at step " << reached << "/" << o.steps << "; checkpoint in " << o.out_dir
               << "; run the same command to resume\n";

@@ -3,41 +3,18 @@
 // there is one, then evaluates it on the validation split; or, with
 // --eval-only, evaluates the model already there.
 #include "apps/options.h"
+#include "apps/stop_signal.h"
 #include "core/atomic_file.h"
 #include "vision/train_video.h"
 #include "vision/video_qa.h"
 
 #include <ATen/Parallel.h>
 
-#include <atomic>
-#include <csignal>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
 
 namespace namm::app {
-namespace {
-
-std::atomic<bool> g_stop{false};
-
-// the first Ctrl-C / SIGTERM finishes the current step and checkpoints; a
-// second one kills at once (the last checkpoint stays intact: it is written atomically)
-extern "C" void on_video_stop_signal(int signal) {
-  g_stop.store(true);
-  std::signal(signal, SIG_DFL);
-}
-
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream s(text);
-  std::string item;
-  while (std::getline(s, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-}  // namespace
-
 int run_train_video(const std::vector<std::string>& args) {
   TrainVideoOptions o;
   std::string kinds_text = "all";
@@ -98,8 +75,7 @@ int run_train_video(const std::vector<std::string>& args) {
       }
     }
   }
-  o.command_line = "namm train-video";
-  for (const std::string& a : args) o.command_line += " " + a;
+  o.command_line = command_line("train-video", args);
   try {
     o.validate();
   } catch (const std::invalid_argument& e) {
@@ -125,11 +101,11 @@ int run_train_video(const std::vector<std::string>& args) {
   }
 
   VideoTrainer trainer(o, &std::cout);
-  std::signal(SIGINT, on_video_stop_signal);
-  std::signal(SIGTERM, on_video_stop_signal);
-  const int64_t reached = trainer.train([] { return g_stop.load(); });
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
+  int64_t reached = 0;
+  {
+    const StopSignal stop;
+    reached = trainer.train([&stop] { return stop.requested(); });
+  }
   if (reached < o.steps) {
     std::cout << "stopped at step " << reached << "/" << o.steps << "; checkpoint in " << o.out_dir
               << "; run the same command to resume\n";

@@ -25,10 +25,10 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
-RunResult run_namm(const std::string& args) {
-  const std::string command = std::string(NAMM_BINARY) + " " + args + " 2>&1";
+// runs a shell command line, collecting stdout and stderr
+RunResult run_command(const std::string& command) {
   RunResult result;
-  FILE* pipe = popen(command.c_str(), "r");
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
   if (pipe == nullptr) return result;
   std::array<char, 4096> buffer;
   size_t n;
@@ -36,6 +36,16 @@ RunResult run_namm(const std::string& args) {
   const int status = pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
+}
+
+RunResult run_namm(const std::string& args) { return run_command(std::string(NAMM_BINARY) + " " + args); }
+
+// script must not hold single quotes
+RunResult run_shell(const std::string& script) { return run_command("bash -c '" + script + "'"); }
+
+std::string read_text(const std::string& file) {
+  std::ifstream in(file);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 class Cli : public ::testing::Test {
@@ -77,6 +87,29 @@ TEST_F(Cli, UnknownCommandAndMissingOptionAreUsageErrors) {
   const RunResult result = run_namm("spectrogram --out " + path("f.npy"));
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.output.find("attention"), std::string::npos) << result.output;
+}
+
+TEST_F(Cli, SigtermStopsTrainingAtACheckpointThatTheSameCommandResumes) {
+  // a tiny host; the job runs far longer than the test waits, so the signal lands mid-training.
+  const std::string train = std::string(NAMM_BINARY) + " train-lm --out " + path("lm") +
+                            " --steps 100000 --layers 1 --hidden 32 --heads 2 --kv-heads 2 --intermediate 64"
+                            " --tasks kv_retrieval --min-context 64 --max-context 64 --long-fraction 0 --batch-tokens 256"
+                            " --checkpoint-every 1000 --log-every 1000 --no-eval --threads 1";
+  // signalled a second after it says it is training (the handlers are in place by then), however slow the start.
+  auto run_and_stop = [&](const std::string& log) {
+    return run_shell("(" + train + " > " + log + " 2>&1 & pid=$!; for i in $(seq 600); do grep -q ing " + log +
+                     " && break; sleep 0.1; done; sleep 1; kill -TERM $pid; wait $pid; echo rc=$?)");
+  };
+  const RunResult first = run_and_stop(path("first.log"));
+  ASSERT_NE(first.output.find("rc=130"), std::string::npos) << first.output << read_text(path("first.log"));
+  const std::string log = read_text(path("first.log"));
+  EXPECT_NE(log.find("stopped at step"), std::string::npos) << log;
+  EXPECT_NE(log.find("run the same command to resume"), std::string::npos) << log;
+  ASSERT_TRUE(fs::exists(path("lm/trainer_state.safetensors"))) << log;
+  // the same command picks up where the first stopped (and is stopped again).
+  const RunResult second = run_and_stop(path("second.log"));
+  EXPECT_NE(second.output.find("rc=130"), std::string::npos) << second.output;
+  EXPECT_NE(read_text(path("second.log")).find("resum"), std::string::npos) << read_text(path("second.log"));
 }
 
 TEST_F(Cli, SpectrogramMatchesLibraryFeatures) {
