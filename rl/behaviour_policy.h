@@ -97,8 +97,9 @@ struct ArsOptions {
   std::string scenes_dir = NAMM_SCENES_DIR;
 
   /// Near the ARS paper's V2-t settings for env (Hopper: N 8, b 4, alpha
-  /// 0.02, nu 0.03; Walker2d: N 40, b 30, alpha 0.025, nu 0.01, no reward shift), adjusted
-  /// where noted in the .cpp; throws std::invalid_argument for other envs.
+  /// 0.02, nu 0.03, shift 1; Walker2d: N 40, b 30, alpha 0.03, nu 0.025,
+  /// shift 1), adjusted where noted in the .cpp; throws
+  /// std::invalid_argument for other envs.
   static ArsOptions defaults_for(const std::string& env);
   /// Throws std::invalid_argument naming the offending value.
   void validate() const;
