@@ -2,16 +2,13 @@
 #include "rl/dt_checkpoint.h"
 
 #include "core/atomic_file.h"
-#include "core/safetensors.h"
+#include "core/hf_checkpoint.h"
 
 #include <ATen/ATen.h>
-#include <ATen/core/grad_mode.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <filesystem>
-#include <set>
-#include <sstream>
 #include <stdexcept>
 
 namespace namm {
@@ -20,48 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-constexpr char kWeightsFile[] = "model.safetensors";
-constexpr char kConfigFile[] = "config.json";
 constexpr char kSidecarFile[] = "dt_sidecar.json";
-
-[[noreturn]] void fail(const std::string& path, const std::string& message) {
-  throw std::runtime_error(path + ": " + message);
-}
-
-std::string shape_text(at::IntArrayRef sizes) {
-  std::ostringstream out;
-  out << "[";
-  for (size_t i = 0; i < sizes.size(); ++i) out << (i ? ", " : "") << sizes[i];
-  out << "]";
-  return out.str();
-}
-
-int64_t required_int(const json& config, const char* field, const std::string& path) {
-  if (!config.contains(field) || config[field].is_null()) fail(path, std::string("required field '") + field + "' is missing");
-  if (!config[field].is_number_integer()) {
-    fail(path, std::string("field '") + field + "' must be an integer, got " + config[field].dump());
-  }
-  return config[field].get<int64_t>();
-}
-
-// the field's value, or fallback when absent or null
-template <typename T>
-T optional_field(const json& config, const char* field, T fallback, const std::string& path) {
-  if (!config.contains(field) || config[field].is_null()) return fallback;
-  const json& value = config[field];
-  bool ok = false;
-  if constexpr (std::is_same_v<T, bool>) {
-    ok = value.is_boolean();
-  } else if constexpr (std::is_integral_v<T>) {
-    ok = value.is_number_integer();
-  } else if constexpr (std::is_floating_point_v<T>) {
-    ok = value.is_number();
-  } else {
-    ok = value.is_string();
-  }
-  if (!ok) fail(path, std::string("field '") + field + "' has the wrong type: " + value.dump());
-  return value.get<T>();
-}
 
 bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -73,10 +29,12 @@ bool ignorable_tensor(const std::string& name) {
 }
 
 std::vector<double> number_list(const json& value, const char* field, const std::string& source) {
-  if (!value.is_array()) fail(source, std::string("field '") + field + "' must be a list of numbers, got " + value.dump());
+  if (!value.is_array()) {
+    hf_fail(source, std::string("field '") + field + "' must be a list of numbers, got " + value.dump());
+  }
   std::vector<double> out;
   for (const json& item : value) {
-    if (!item.is_number()) fail(source, std::string("field '") + field + "' holds a non-number: " + item.dump());
+    if (!item.is_number()) hf_fail(source, std::string("field '") + field + "' holds a non-number: " + item.dump());
     out.push_back(item.get<double>());
   }
   return out;
@@ -89,26 +47,27 @@ std::vector<double> number_list(const json& value, const char* field, const std:
 
 void DtSidecar::validate(int64_t state_dim, const std::string& source) const {
   if (!state_mean.empty() && static_cast<int64_t>(state_mean.size()) != state_dim) {
-    fail(source, "state_mean has " + std::to_string(state_mean.size()) + " values, the model's state_dim is " +
-                     std::to_string(state_dim));
+    hf_fail(source, "state_mean has " + std::to_string(state_mean.size()) + " values, the model's state_dim is " +
+                        std::to_string(state_dim));
   }
   if (!state_std.empty() && static_cast<int64_t>(state_std.size()) != state_dim) {
-    fail(source, "state_std has " + std::to_string(state_std.size()) + " values, the model's state_dim is " +
-                     std::to_string(state_dim));
+    hf_fail(source, "state_std has " + std::to_string(state_std.size()) + " values, the model's state_dim is " +
+                        std::to_string(state_dim));
   }
   for (size_t i = 0; i < state_mean.size(); ++i) {
-    if (!std::isfinite(state_mean[i])) fail(source, "state_mean[" + std::to_string(i) + "] is not finite");
+    if (!std::isfinite(state_mean[i])) hf_fail(source, "state_mean[" + std::to_string(i) + "] is not finite");
   }
   for (size_t i = 0; i < state_std.size(); ++i) {
     if (!(state_std[i] > 0) || !std::isfinite(state_std[i])) {
-      fail(source, "state_std[" + std::to_string(i) + "] must be finite and > 0, got " + std::to_string(state_std[i]));
+      hf_fail(source, "state_std[" + std::to_string(i) + "] must be finite and > 0, got " +
+                          std::to_string(state_std[i]));
     }
   }
   if (!(return_scale > 0) || !std::isfinite(return_scale)) {
-    fail(source, "return_scale must be finite and > 0, got " + std::to_string(return_scale));
+    hf_fail(source, "return_scale must be finite and > 0, got " + std::to_string(return_scale));
   }
-  if (!std::isfinite(target_return)) fail(source, "target_return is not finite");
-  if (context < 1) fail(source, "context must be >= 1, got " + std::to_string(context));
+  if (!std::isfinite(target_return)) hf_fail(source, "target_return is not finite");
+  if (context < 1) hf_fail(source, "context must be >= 1, got " + std::to_string(context));
 }
 
 at::Tensor DtSidecar::normalize(const at::Tensor& observations) const {
@@ -143,20 +102,15 @@ std::string DtSidecar::to_json() const {
 }
 
 DtSidecar DtSidecar::from_json(const std::string& text, const std::string& source) {
-  json in;
-  try {
-    in = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(source, std::string("not valid JSON: ") + e.what());
-  }
-  if (!in.is_object()) fail(source, "expected a JSON object");
+  const json in = hf_parse_json(text, source);
+  if (!in.is_object()) hf_fail(source, "expected a JSON object");
   DtSidecar out;
-  out.env = optional_field<std::string>(in, "env", "", source);
+  out.env = hf_field<std::string>(in, "env", "", source);
   if (in.contains("state_mean") && !in["state_mean"].is_null()) out.state_mean = number_list(in["state_mean"], "state_mean", source);
   if (in.contains("state_std") && !in["state_std"].is_null()) out.state_std = number_list(in["state_std"], "state_std", source);
-  out.return_scale = optional_field<double>(in, "return_scale", out.return_scale, source);
-  out.target_return = optional_field<double>(in, "target_return", out.target_return, source);
-  out.context = optional_field<int64_t>(in, "context", out.context, source);
+  out.return_scale = hf_field<double>(in, "return_scale", out.return_scale, source);
+  out.target_return = hf_field<double>(in, "target_return", out.target_return, source);
+  out.context = hf_field<int64_t>(in, "context", out.context, source);
   if (in.contains("provenance")) {
     out.provenance_json = in["provenance"].is_string() ? in["provenance"].get<std::string>() : in["provenance"].dump();
   }
@@ -173,45 +127,39 @@ double default_target_return(const std::string& env) {
 // config
 
 DtConfig parse_dt_config(const std::string& json_text, const std::string& path) {
-  json config;
-  try {
-    config = json::parse(json_text);
-  } catch (const json::exception& e) {
-    fail(path, std::string("not valid JSON: ") + e.what());
-  }
-  if (!config.is_object()) fail(path, "expected a JSON object, got " + std::string(config.type_name()));
-  const std::string model_type = optional_field<std::string>(config, "model_type", "decision_transformer", path);
+  const json config = hf_parse_json_object(json_text, path);
+  const std::string model_type = hf_field<std::string>(config, "model_type", "decision_transformer", path);
   if (model_type != "decision_transformer") {
-    fail(path, "model_type '" + model_type + "' is not a Decision Transformer (expected decision_transformer)");
+    hf_fail(path, "model_type '" + model_type + "' is not a Decision Transformer (expected decision_transformer)");
   }
-  if (optional_field<bool>(config, "add_cross_attention", false, path)) {
-    fail(path, "add_cross_attention true is not supported (the Decision Transformer has no encoder to attend to)");
+  if (hf_field<bool>(config, "add_cross_attention", false, path)) {
+    hf_fail(path, "add_cross_attention true is not supported (the Decision Transformer has no encoder to attend to)");
   }
   DtConfig out;
-  out.state_dim = required_int(config, "state_dim", path);
-  out.act_dim = required_int(config, "act_dim", path);
-  out.hidden_size = required_int(config, "hidden_size", path);
-  out.max_ep_len = optional_field<int64_t>(config, "max_ep_len", out.max_ep_len, path);
-  out.action_tanh = optional_field<bool>(config, "action_tanh", out.action_tanh, path);
-  out.vocab_size = optional_field<int64_t>(config, "vocab_size", out.vocab_size, path);
-  out.n_positions = optional_field<int64_t>(config, "n_positions", out.n_positions, path);
-  out.n_layer = optional_field<int64_t>(config, "n_layer", out.n_layer, path);
-  out.n_head = optional_field<int64_t>(config, "n_head", out.n_head, path);
-  out.n_inner = optional_field<int64_t>(config, "n_inner", 0, path);
-  out.activation_function = optional_field<std::string>(config, "activation_function", out.activation_function, path);
-  out.resid_pdrop = optional_field<double>(config, "resid_pdrop", out.resid_pdrop, path);
-  out.embd_pdrop = optional_field<double>(config, "embd_pdrop", out.embd_pdrop, path);
-  out.attn_pdrop = optional_field<double>(config, "attn_pdrop", out.attn_pdrop, path);
-  out.layer_norm_epsilon = optional_field<double>(config, "layer_norm_epsilon", out.layer_norm_epsilon, path);
-  out.initializer_range = optional_field<double>(config, "initializer_range", out.initializer_range, path);
-  out.scale_attn_weights = optional_field<bool>(config, "scale_attn_weights", out.scale_attn_weights, path);
+  out.state_dim = hf_required_int(config, "state_dim", path);
+  out.act_dim = hf_required_int(config, "act_dim", path);
+  out.hidden_size = hf_required_int(config, "hidden_size", path);
+  out.max_ep_len = hf_field<int64_t>(config, "max_ep_len", out.max_ep_len, path);
+  out.action_tanh = hf_field<bool>(config, "action_tanh", out.action_tanh, path);
+  out.vocab_size = hf_field<int64_t>(config, "vocab_size", out.vocab_size, path);
+  out.n_positions = hf_field<int64_t>(config, "n_positions", out.n_positions, path);
+  out.n_layer = hf_field<int64_t>(config, "n_layer", out.n_layer, path);
+  out.n_head = hf_field<int64_t>(config, "n_head", out.n_head, path);
+  out.n_inner = hf_field<int64_t>(config, "n_inner", 0, path);
+  out.activation_function = hf_field<std::string>(config, "activation_function", out.activation_function, path);
+  out.resid_pdrop = hf_field<double>(config, "resid_pdrop", out.resid_pdrop, path);
+  out.embd_pdrop = hf_field<double>(config, "embd_pdrop", out.embd_pdrop, path);
+  out.attn_pdrop = hf_field<double>(config, "attn_pdrop", out.attn_pdrop, path);
+  out.layer_norm_epsilon = hf_field<double>(config, "layer_norm_epsilon", out.layer_norm_epsilon, path);
+  out.initializer_range = hf_field<double>(config, "initializer_range", out.initializer_range, path);
+  out.scale_attn_weights = hf_field<bool>(config, "scale_attn_weights", out.scale_attn_weights, path);
   out.scale_attn_by_inverse_layer_idx =
-      optional_field<bool>(config, "scale_attn_by_inverse_layer_idx", out.scale_attn_by_inverse_layer_idx, path);
+      hf_field<bool>(config, "scale_attn_by_inverse_layer_idx", out.scale_attn_by_inverse_layer_idx, path);
   // reorder_and_upcast_attn only changes mixed-precision rounding; in float32 it is the same math
   try {
     out.validate();
   } catch (const std::invalid_argument& e) {
-    fail(path, e.what());
+    hf_fail(path, e.what());
   }
   return out;
 }
@@ -251,48 +199,25 @@ std::map<std::string, std::string> load_dt_weights(const std::string& path, Deci
   if (!fs::exists(path)) {
     const fs::path pickle = fs::path(path).parent_path() / "pytorch_model.bin";
     if (fs::exists(pickle)) {
-      fail(path, "not found; pytorch_model.bin (a Python pickle) is not read: convert it with "
-                 "safetensors.torch.save_file(torch.load(f), 'model.safetensors', {'format': 'pt'})");
+      hf_fail(path, "not found; pytorch_model.bin (a Python pickle) is not read: convert it with "
+                    "safetensors.torch.save_file(torch.load(f), 'model.safetensors', {'format': 'pt'})");
     }
-    fail(path, "not found");
+    hf_fail(path, "not found");
   }
-  const SafetensorsFile file = read_safetensors(path);
-  std::map<std::string, at::Tensor> expected;
-  for (const auto& [name, tensor] : model->hf_named_parameters()) expected[name] = tensor;
-  std::set<std::string> loaded;
-  at::NoGradGuard no_grad;
-  for (const auto& [name, tensor] : file.tensors) {
-    auto it = expected.find(name);
-    if (it == expected.end()) {
-      if (ignorable_tensor(name)) continue;
-      fail(path, "unexpected tensor " + name + " " + shape_text(tensor.sizes()) + " for a Decision Transformer with " +
-                     model->config().summary());
-    }
-    at::Tensor& parameter = it->second;
-    if (tensor.sizes() != parameter.sizes()) {
-      fail(path, "tensor " + name + " has shape " + shape_text(tensor.sizes()) + " but " + kConfigFile + " implies " +
-                     shape_text(parameter.sizes()));
-    }
-    if (!at::isFloatingType(tensor.scalar_type())) {
-      fail(path, "tensor " + name + " has dtype " + c10::toString(tensor.scalar_type()) + ", expected floating point");
-    }
-    if (!at::isfinite(tensor).all().item<bool>()) fail(path, "tensor " + name + " holds NaN or Inf");
-    parameter.copy_(tensor);
-    loaded.insert(name);
-  }
-  for (const auto& [name, parameter] : expected) {
-    if (!loaded.count(name)) fail(path, "missing tensor " + name + " (expected shape " + shape_text(parameter.sizes()) + ")");
-  }
-  return file.metadata;
+  HfWeightRules rules;
+  rules.model = "a Decision Transformer with " + model->config().summary();
+  rules.ignorable = ignorable_tensor;
+  rules.require_finite = true;  // a diverged training run saves NaN: refuse it here, not mid-rollout
+  return hf_load_weights(path, {{path, {}}}, model->hf_named_parameters(), rules);  // one file: errors name path
 }
 
 DtCheckpoint load_dt_checkpoint(const std::string& dir, c10::Device device) {
-  if (!fs::is_directory(dir)) fail(dir, "not a checkpoint directory");
+  if (!fs::is_directory(dir)) hf_fail(dir, "not a checkpoint directory");
   DtCheckpoint out;
-  const std::string config_path = (fs::path(dir) / kConfigFile).string();
+  const std::string config_path = (fs::path(dir) / kHfConfigFile).string();
   out.config = parse_dt_config(read_file(config_path), config_path);
   out.model = DecisionTransformer(out.config);
-  out.metadata = load_dt_weights((fs::path(dir) / kWeightsFile).string(), out.model);
+  out.metadata = load_dt_weights((fs::path(dir) / kHfWeightsFile).string(), out.model);
   out.model->to(device);
   const fs::path sidecar = fs::path(dir) / kSidecarFile;
   if (fs::exists(sidecar)) {
@@ -306,18 +231,8 @@ DtCheckpoint load_dt_checkpoint(const std::string& dir, c10::Device device) {
 void save_dt_checkpoint(const std::string& dir, const DecisionTransformer& model, const DtSidecar& sidecar,
                         const std::map<std::string, std::string>& metadata) {
   sidecar.validate(model->config().state_dim, (fs::path(dir) / kSidecarFile).string());
-  std::error_code error;
-  fs::create_directories(dir, error);
-  if (error) fail(dir, "cannot create directory: " + error.message());
-  at::NoGradGuard no_grad;
-  std::map<std::string, at::Tensor> tensors;
-  for (const auto& [name, parameter] : model->hf_named_parameters()) {
-    tensors[name] = parameter.detach().to(at::kCPU, at::kFloat).contiguous();
-  }
-  std::map<std::string, std::string> meta = metadata;
-  meta["format"] = "pt";  // what Hugging Face's loader looks for
-  write_safetensors((fs::path(dir) / kWeightsFile).string(), tensors, meta);
-  write_file_atomically((fs::path(dir) / kConfigFile).string(), dt_config_json(model->config()));
+  hf_save_weights(dir, model->hf_named_parameters(), metadata, c10::kFloat);
+  write_file_atomically((fs::path(dir) / kHfConfigFile).string(), dt_config_json(model->config()));
   write_file_atomically((fs::path(dir) / kSidecarFile).string(), sidecar.to_json());
 }
 
