@@ -4,6 +4,7 @@
 #include "core/namm_model.h"
 #include "core/npy.h"
 #include "core/spectrogram.h"
+#include "tests/run_command.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -20,25 +21,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
+using test_support::run_command;
+using test_support::run_namm;
+using test_support::RunResult;
 
-// runs a shell command line, collecting stdout and stderr
-RunResult run_command(const std::string& command) {
-  RunResult result;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return result;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
-RunResult run_namm(const std::string& args) { return run_command(std::string(NAMM_BINARY) + " " + args); }
 
 // script must not hold single quotes
 RunResult run_shell(const std::string& script) { return run_command("bash -c '" + script + "'"); }

@@ -9,6 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/namm_model.h"
+#include "tests/run_command.h"
 #include "vision/llava_checkpoint.h"
 #include "vision/video_decoder.h"
 
@@ -383,23 +384,8 @@ TEST(TrainVideo, InitFromStartsFromAnEarlierStagesWeights) {
 // ---------------------------------------------------------------------------
 // the commands, from outside (skipped when the namm binary is not built)
 
-struct RunResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
-
-RunResult run_namm(const std::string& args) {
-  const std::string command = std::string(NAMM_BINARY) + " " + args + " 2>&1";
-  RunResult result;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return result;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
+using test_support::run_namm;
+using test_support::RunResult;
 
 int line_count(const std::string& text) { return static_cast<int>(std::count(text.begin(), text.end(), '\n')); }
 
