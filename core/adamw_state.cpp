@@ -2,9 +2,9 @@
 
 #include <ATen/ATen.h>
 
-#include <sstream>
 #include <stdexcept>
 
+#include "core/hf_checkpoint.h"
 #include "core/safetensors.h"
 
 namespace namm {
@@ -24,16 +24,6 @@ void add_adamw_state(torch::optim::AdamW& adamw, const std::vector<at::Tensor>& 
   }
 }
 
-namespace {
-
-std::string shape_text(at::IntArrayRef shape) {
-  std::ostringstream out;
-  out << shape;
-  return out.str();
-}
-
-}  // namespace
-
 void restore_adamw_state(const SafetensorsFile& file, torch::optim::AdamW& adamw,
                          const std::vector<at::Tensor>& parameters, const std::vector<std::string>& names,
                          const std::vector<bool>& trained) {
@@ -41,8 +31,8 @@ void restore_adamw_state(const SafetensorsFile& file, torch::optim::AdamW& adamw
     const auto it = file.tensors.find(key);
     if (it == file.tensors.end()) throw std::runtime_error(file.source + ": tensor " + key + " is missing");
     if (it->second.sizes() != shape) {
-      throw std::runtime_error(file.source + ": tensor " + key + " has shape " + shape_text(it->second.sizes()) +
-                               ", expected " + shape_text(shape));
+      throw std::runtime_error(file.source + ": tensor " + key + " has shape " + hf_shape_text(it->second.sizes()) +
+                               ", expected " + hf_shape_text(shape));
     }
     return it->second;
   };
