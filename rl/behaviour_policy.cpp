@@ -2,6 +2,7 @@
 // is a [A, O] matrix (33 or 102 weights), far below where tensors pay off.
 #include "rl/behaviour_policy.h"
 
+#include "core/run_record.h"
 #include "core/safetensors.h"
 #include "rl/mujoco_env.h"
 
@@ -9,7 +10,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -27,10 +27,6 @@ namespace {
 constexpr uint64_t kStreamDirection = 0x6469726563ULL;  // "direc"
 constexpr uint64_t kStreamTrainEnv = 0x747261696eULL;   // "train"
 constexpr uint64_t kStreamEval = 0x6576616cULL;         // "eval"
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 /// Runs fn(worker, item) for item in [0, n): item i on worker i % workers,
 /// each worker in its own thread when there is more than one.
