@@ -3,6 +3,7 @@
 // strings, checked on every load so a corrupt file fails with its path.
 #include "rl/offline_dataset.h"
 
+#include "core/hf_checkpoint.h"
 #include "core/safetensors.h"
 
 #include <ATen/ATen.h>
@@ -15,12 +16,6 @@
 namespace namm {
 
 namespace {
-
-std::string shape_text(const at::Tensor& t) {
-  std::ostringstream s;
-  s << t.sizes();
-  return s.str();
-}
 
 /// A copy of a 1-D vector as a tensor: [n] of dtype.
 template <class T>
@@ -42,7 +37,7 @@ const at::Tensor& expect_tensor(const SafetensorsFile& file, const std::string& 
   }
   if (t.sizes().vec() != shape) {
     std::ostringstream s;
-    s << path << ": tensor '" << name << "' has shape " << shape_text(t) << ", expected " << at::IntArrayRef(shape);
+    s << path << ": tensor '" << name << "' has shape " << hf_shape_text(t.sizes()) << ", expected " << at::IntArrayRef(shape);
     throw std::runtime_error(s.str());
   }
   return t;
@@ -172,7 +167,7 @@ OfflineDataset load_offline_dataset(const std::string& path) {
   const auto rewards_it = file.tensors.find("rewards");
   if (rewards_it == file.tensors.end()) throw std::runtime_error(path + ": missing tensor 'rewards'");
   if (rewards_it->second.dim() != 1) {
-    throw std::runtime_error(path + ": tensor 'rewards' has shape " + shape_text(rewards_it->second) + ", expected [N]");
+    throw std::runtime_error(path + ": tensor 'rewards' has shape " + hf_shape_text(rewards_it->second.sizes()) + ", expected [N]");
   }
   const int64_t n = rewards_it->second.size(0);
   d.observations = to_vector<float>(expect_tensor(file, path, "observations", at::kFloat, {n, d.observation_size}));
