@@ -229,34 +229,27 @@ void set_body(Draft& d, int64_t context_tokens) {
 
 using Key = std::pair<int64_t, int64_t>;
 constexpr int64_t kValueDigits = 3;
-// far below the 73,536 unordered name pairs, so drawing fresh keys always
-// terminates quickly; longer contexts get more filler instead
-constexpr int64_t kMaxKvRecords = 20000;
-// keys sharing a word with a target: at most 2 x 383 exist
-constexpr int64_t kMaxLookalikeKeys = 24;
-
-Key unordered(Key k) { return {std::min(k.first, k.second), std::max(k.first, k.second)}; }
+// Keys of one prompt never share a word, so at most 383 / 2 keys exist; the
+// cap keeps fresh draws quick, and longer contexts get more filler instead.
+// Why no look-alike keys (two keys sharing a word): a small host trained
+// here learned to match one word of the key and then stayed at about 50% on
+// every question whose key had a look-alike for 1,000 steps (session 5,
+// models/lm/README.md); the needle task keeps the look-alikes.
+constexpr int64_t kMaxKvRecords = 160;
 
 Key random_key(Rng& rng) {
   const std::vector<int64_t> two = rng.distinct(static_cast<int64_t>(lexicon().names.size()), 2);
   return {lexicon().names[two[0]], lexicon().names[two[1]]};
 }
 
-/// A key not used yet (order-insensitive); records it as used.
-Key fresh_key(Rng& rng, std::set<Key>& used) {
+/// A key neither of whose words any earlier key of the prompt used; records its words.
+Key fresh_key(Rng& rng, std::set<int64_t>& used_words) {
   for (;;) {
-    Key k = random_key(rng);
-    if (used.insert(unordered(k)).second) return k;
-  }
-}
-
-/// A fresh key sharing one word (at the same place) with target.
-Key lookalike_key(Rng& rng, const Key& target, std::set<Key>& used) {
-  for (;;) {
-    const int64_t other = rng.pick(lexicon().names);
-    if (other == target.first || other == target.second) continue;
-    Key k = rng.below(2) == 0 ? Key{target.first, other} : Key{other, target.second};
-    if (used.insert(unordered(k)).second) return k;
+    const Key k = random_key(rng);
+    if (used_words.count(k.first) || used_words.count(k.second)) continue;
+    used_words.insert(k.first);
+    used_words.insert(k.second);
+    return k;
   }
 }
 
@@ -270,7 +263,7 @@ Draft make_kv(Rng& rng, int64_t context, int n_targets, const std::string& task)
   const Lexicon& l = lexicon();
   Draft d;
   d.header = l.words({"remember", "each", "key", "and", "its", "value", "."});
-  std::set<Key> used;
+  std::set<int64_t> used;
   std::vector<Key> targets;
   for (int i = 0; i < n_targets; ++i) targets.push_back(fresh_key(rng, used));
   d.question = {Tokenizer::kQ, l.id("value"), l.id("of"), targets[0].first, targets[0].second};
@@ -292,13 +285,6 @@ Draft make_kv(Rng& rng, int64_t context, int n_targets, const std::string& task)
   }
   const int64_t budget = std::max<int64_t>(d.record_tokens() + record_len,
                                            std::min(d.body_tokens / 2, kMaxKvRecords * record_len));
-  const int64_t n_records = budget / record_len;
-  const int64_t n_look = clamp64(n_records / 8, 1, kMaxLookalikeKeys);
-  for (int64_t i = 0; i < n_look; ++i) {
-    Item item{kv_record(lookalike_key(rng, targets[i % n_targets], used), random_digits(rng, kValueDigits)),
-              Role::kDistractor, true};
-    if (!d.try_add(std::move(item), budget)) break;
-  }
   for (;;) {
     Item item{kv_record(fresh_key(rng, used), random_digits(rng, kValueDigits)), Role::kDistractor};
     if (!d.try_add(std::move(item), budget)) break;
@@ -311,7 +297,7 @@ Draft make_kv_update(Rng& rng, int64_t context) {
   const Lexicon& l = lexicon();
   Draft d;
   d.header = l.words({"keys", "may", "change", ",", "use", "the", "last", "value", "."});
-  std::set<Key> used;
+  std::set<int64_t> used;
   const Key target = fresh_key(rng, used);
   d.question = {Tokenizer::kQ, l.id("last"), l.id("value"), l.id("of"), target.first, target.second,
                 l.qmark, Tokenizer::kA};
@@ -321,8 +307,6 @@ Draft make_kv_update(Rng& rng, int64_t context) {
   require_body("kv_update", d, updates * record_len + 8, context);
   const int64_t budget = std::max<int64_t>(updates * record_len,
                                            std::min(d.body_tokens * 2 / 5, kMaxKvRecords * record_len));
-  int64_t n_look = 0;
-
   // one group per key; values of one key are pairwise distinct, so an old
   // value is always a wrong answer
   auto add_key = [&](const Key& key, int64_t count, int group, bool look) {
@@ -338,10 +322,7 @@ Draft make_kv_update(Rng& rng, int64_t context) {
   };
   add_key(target, updates, 0, false);
   for (int group = 1;; ++group) {
-    const bool look = n_look < kMaxLookalikeKeys && rng.below(4) == 0;
-    n_look += look;
-    const Key key = look ? lookalike_key(rng, target, used) : fresh_key(rng, used);
-    if (!add_key(key, rng.range(1, 3), group, look)) break;
+    if (!add_key(fresh_key(rng, used), rng.range(1, 3), group, false)) break;
   }
   d.after_layout = [](Draft& draft) {
     Item* last = nullptr;
@@ -902,11 +883,18 @@ std::vector<FollowUp> follow_up_questions(const TaskExample& ex, int64_t max_que
   else if (ex.task == "variable_tracking") all = variable_follow_ups(ex);
   else if (ex.task == "counting") all = counting_follow_ups(ex);
   else task_id(ex.task);  // throws for an unknown task
-  // a stream of its own, so the example's draws stay as they are
+  // Drawn with replacement: asked without replacement, each record exactly
+  // once, the last questions of a short context are answered by elimination
+  // (the record not asked yet), and a host trained that way learned that
+  // shortcut instead of matching keys (session 5: 42% on the first question
+  // of a 3-record prompt against 62% over all its follow-ups).
+  // A stream of its own, so the example's draws stay as they are.
   Rng rng(mix64(ex.seed ^ 0x5851f42d4c957f2dull));
-  rng.shuffle(all);
-  if (static_cast<int64_t>(all.size()) > max_questions) all.resize(static_cast<size_t>(max_questions));
-  return all;
+  const int64_t n = std::min<int64_t>(max_questions, static_cast<int64_t>(all.size()));
+  std::vector<FollowUp> drawn;
+  drawn.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) drawn.push_back(all[rng.below(all.size())]);
+  return drawn;
 }
 
 std::vector<int64_t> training_sequence(const TaskExample& example, const std::vector<FollowUp>& follow_ups,

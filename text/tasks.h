@@ -16,7 +16,8 @@
 // training sequence appends <eos> (training_sequence()).
 //
 // Tasks (names as in task_names()):
-//   kv_retrieval       "k1 k2 : d d d ." pairs; <q> value of k1 k2 ? -> d d d
+//   kv_retrieval       "k1 k2 : d d d ." pairs, no two keys sharing a word;
+//                      <q> value of k1 k2 ? -> d d d
 //   kv_multi           same, two keys asked -> d d d d d d (metric: token F1)
 //   kv_update          keys reassigned several times; the latest value counts
 //   needle             "the secret of NAME is d d d d ." among look-alike
@@ -107,11 +108,13 @@ struct FollowUp {
   std::vector<int64_t> answer;    ///< the answer ids, no <eos>.
 };
 
-/// Up to max_questions further questions about other records of the same
-/// context (other keys, other names, other chains, other paragraphs), each in
-/// the task's question form and with its correct answer; never the question
-/// the example already asks. Read off the finished prompt, so the example
-/// itself is unchanged; the choice is a pure function of the example's seed.
+/// min(max_questions, N) further questions about the N other records of the
+/// same context (other keys, other names, other chains, other paragraphs),
+/// each in the task's question form and with its correct answer; never the
+/// question the example already asks. Drawn with replacement, so the
+/// questions asked so far never rule an answer in or out. Read off the
+/// finished prompt, so the example itself is unchanged; the choice is a pure
+/// function of the example's seed.
 /// Training uses them to supervise many retrievals per context instead of one.
 std::vector<FollowUp> follow_up_questions(const TaskExample& example, int64_t max_questions);
 

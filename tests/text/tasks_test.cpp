@@ -148,7 +148,7 @@ TEST(Tasks, GeneratedIdsArePinned) {
       hash *= 1099511628211ull;
     }
   }
-  EXPECT_EQ(hash, 15683451998441558811ull) << "update the pin only for an intended change of the generators";
+  EXPECT_EQ(hash, 3664624021737662352ull) << "update the pin only for an intended change of the generators";
 }
 
 TEST(Tasks, SplitsNeverShareASeedOrAnExample) {
@@ -208,7 +208,9 @@ TEST(Tasks, EvidenceSpansHoldTheAnswerAndDistractorsArePresent) {
       ASSERT_FALSE(ex.evidence.empty()) << task;
       EXPECT_GT(ex.num_distractors, 0) << task << " " << length;
       EXPECT_EQ(ex.num_distractors, static_cast<int64_t>(ex.distractors.size()));
-      if (task != "counting") {
+      // kv_retrieval and kv_multi keys never share a word (tasks.cpp says why);
+      // counting's look-alikes are names counted one off, not always present
+      if (task != "counting" && task != "kv_retrieval" && task != "kv_multi") {
         EXPECT_GT(ex.num_lookalikes, 0) << task << " " << length;
       }
       // spans lie in the body and do not overlap
@@ -263,6 +265,30 @@ TEST(Tasks, KvUpdateAsksForTheLatestOfSeveralValues) {
     EXPECT_EQ(values.back(), ex.answer_text);
     for (size_t i = 0; i + 1 < values.size(); ++i) EXPECT_NE(values[i], ex.answer_text);
     EXPECT_GE(ex.num_lookalikes, static_cast<int64_t>(values.size()) - 1);
+  }
+}
+
+TEST(Tasks, KvKeysOfOnePromptNeverShareAWord) {
+  // one matching word finds the record, so a small host can learn the kv tasks
+  for (const std::string& task : {"kv_retrieval", "kv_multi", "kv_update"}) {
+    for (int64_t length : {256, 1024, 4096}) {
+      const TaskExample ex = make_example(task, Split::kTest, 3, length);
+      const Words all = words_of(ex.prompt);
+      const Words body(all.begin(), all.begin() + ex.question_begin);
+      std::map<std::string, std::string> key_of_word;  // word -> the key it belongs to
+      int keys = 0;
+      for (size_t i = 0; i + 2 < body.size(); ++i) {
+        if (body[i + 2] != ":" || body[i] == "." || body[i + 1] == ".") continue;
+        const std::string key = body[i] + " " + body[i + 1];
+        ++keys;
+        for (const std::string& word : {body[i], body[i + 1]}) {
+          auto [it, fresh] = key_of_word.emplace(word, key);
+          EXPECT_TRUE(fresh || it->second == key) << task << " " << length << ": '" << word << "' in '" << key
+                                                  << "' and '" << it->second << "'";
+        }
+      }
+      EXPECT_GT(keys, 4) << task << " " << length;
+    }
   }
 }
 
