@@ -35,7 +35,7 @@ int run_train_lm(const std::vector<std::string>& args) {
   options.add_options()
       ("out", po::value(&o.out_dir)->default_value(o.out_dir), "out directory: model, checkpoint, logs, evaluation (resumes from it)")
       ("steps", po::value(&o.steps)->default_value(o.steps), "optimizer steps of the whole run")
-      ("init-from", po::value(&o.init_from), "start from this Llama checkpoint directory's weights (e.g. a first stage)")
+      ("init-from", po::value(&o.init_from), "start from this Llama checkpoint directory's weights (e.g. a first stage); model-shape options not given are taken from its config.json")
       ("follow-ups", po::value(&o.follow_ups)->default_value(o.follow_ups), "extra questions about each training context (0-64)")
       ("batch-tokens", po::value(&o.batch_tokens)->default_value(o.batch_tokens), "tokens per step (batch_tokens / context sequences)")
       ("min-context", po::value(&o.min_context)->default_value(o.min_context), "prompt tokens at the start of the curriculum")
@@ -69,6 +69,19 @@ int run_train_lm(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse_options("train-lm", "[--out DIR] [--steps N] [--eval-only] ...", options, args, vm)) return 0;
 
+  // a later stage is the same model: shape options left unset come from
+  // the checkpoint it starts from, so only what changes needs repeating
+  if (!o.init_from.empty()) {
+    const LlamaConfig start = read_llama_config((std::filesystem::path(o.init_from) / "config.json").string());
+    const auto unset = [&vm](const char* name) { return vm[name].defaulted(); };
+    if (unset("layers")) o.layers = start.num_hidden_layers;
+    if (unset("hidden")) o.hidden = start.hidden_size;
+    if (unset("heads")) o.heads = start.num_attention_heads;
+    if (unset("kv-heads")) o.kv_heads = start.num_key_value_heads;
+    if (unset("intermediate")) o.intermediate = start.intermediate_size;
+    if (unset("rope-theta")) o.rope_theta = start.rope_theta;
+    if (unset("max-positions")) o.max_positions = start.max_position_embeddings;
+  }
   require(seed >= 0, "--seed must be >= 0, got " + std::to_string(seed));
   o.seed = static_cast<uint64_t>(seed);
   if (tasks_text != "all") {

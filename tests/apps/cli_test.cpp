@@ -98,6 +98,22 @@ TEST_F(Cli, SigtermStopsTrainingAtACheckpointThatTheSameCommandResumes) {
   EXPECT_NE(read_text(path("second.log")).find("resum"), std::string::npos) << read_text(path("second.log"));
 }
 
+TEST_F(Cli, LaterTrainingStageTakesTheModelShapeFromItsInitCheckpoint) {
+  const std::string common = " --steps 2 --tasks kv_retrieval --min-context 64 --max-context 64 --long-fraction 0"
+                             " --batch-tokens 128 --no-eval --threads 1";
+  const RunResult first = run_namm("train-lm --out " + path("a") + common +
+                                   " --layers 1 --hidden 32 --heads 2 --kv-heads 2 --intermediate 64");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  // no shape options: the 1-layer, 32-wide shape of stage a
+  const RunResult second = run_namm("train-lm --out " + path("b") + " --init-from " + path("a") + common);
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("hidden 32, 1 layers"), std::string::npos) << second.output;
+  // a shape given explicitly that the checkpoint does not have is refused, naming the tensor
+  const RunResult third = run_namm("train-lm --out " + path("c") + " --init-from " + path("a") + common + " --hidden 64");
+  EXPECT_NE(third.exit_code, 0);
+  EXPECT_NE(third.output.find("embed_tokens"), std::string::npos) << third.output;
+}
+
 TEST_F(Cli, SpectrogramMatchesLibraryFeatures) {
   const std::string attention = write_attention("a.npy", 3, 64, 80);
   const RunResult result = run_namm("spectrogram --attention " + attention + " --out " + path("f.npy"));
