@@ -18,11 +18,14 @@ namespace namm::app {
 namespace {
 
 // Test-split prompts of three tasks, the first example of each: no picking.
+// The tasks and length are where the shipped host answers with the full
+// cache (models/lm/README.md: 81-88% at 1,024 tokens), so what the NAMM
+// keeps decides the answer.
 struct DemoPrompt {
   const char* task;
   int64_t tokens;
 };
-constexpr DemoPrompt kPrompts[] = {{"needle", 2048}, {"kv_retrieval", 2048}, {"variable_tracking", 2048}};
+constexpr DemoPrompt kPrompts[] = {{"needle", 1024}, {"kv_retrieval", 1024}, {"kv_update", 1024}};
 
 struct Answer {
   ExampleOutcome outcome;
