@@ -19,7 +19,8 @@
 //   kv_retrieval       "k1 k2 : d d d ." pairs, no two keys sharing a word;
 //                      <q> value of k1 k2 ? -> d d d
 //   kv_multi           same, two keys asked -> d d d d d d (metric: token F1)
-//   kv_update          keys reassigned several times; the latest value counts
+//   kv_update          keys reassigned several times, no two keys sharing a
+//                      word; the latest value counts
 //   needle             "the secret of NAME is d d d d ." among look-alike
 //                      statements (other names, other attributes) and filler
 //   passage_retrieval  "paragraph d d d : ..." paragraphs with 4 keywords each;

@@ -349,6 +349,21 @@ TEST(FollowUps, CappedAndAPureFunctionOfTheExample) {
   EXPECT_THROW(follow_up_questions(ex, -1), std::invalid_argument);
 }
 
+TEST(FollowUps, AreDrawnWithReplacementSoNoneIsAnsweredByElimination) {
+  // 64-token kv prompts hold 3 records: 2 others to ask about. Asked without
+  // replacement, the second follow-up would always be the record not asked yet.
+  int repeats = 0, examples = 0;
+  for (const TaskExample& ex : make_examples("kv_retrieval", Split::kTrain, 0, 50, 64)) {
+    const std::vector<FollowUp> f = follow_up_questions(ex, 16);
+    if (f.size() < 2) continue;
+    ++examples;
+    repeats += f[0].question == f[1].question;
+  }
+  ASSERT_GT(examples, 40);
+  EXPECT_GT(repeats, examples / 5);      // about half repeat
+  EXPECT_LT(repeats, examples * 4 / 5);  // and about half do not
+}
+
 TEST(FollowUps, TrainingSequenceMarksEveryAnswerAndEos) {
   const TaskExample ex = make_example("needle", Split::kTrain, 5, 512);
   const std::vector<FollowUp> follow_ups = follow_up_questions(ex, 3);
