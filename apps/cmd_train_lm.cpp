@@ -35,7 +35,7 @@ int run_train_lm(const std::vector<std::string>& args) {
   options.add_options()
       ("out", po::value(&o.out_dir)->default_value(o.out_dir), "out directory: model, checkpoint, logs, evaluation (resumes from it)")
       ("steps", po::value(&o.steps)->default_value(o.steps), "optimizer steps of the whole run")
-      ("init-from", po::value(&o.init_from), "start from this Llama checkpoint directory's weights (e.g. a first stage); model-shape options not given are taken from its config.json")
+      ("init-from", po::value(&o.init_from), "start from this Llama checkpoint directory's weights (e.g. a first stage); model-shape options not given are taken from its config.json; a larger --layers grows it (new layers start as identity blocks)")
       ("follow-ups", po::value(&o.follow_ups)->default_value(o.follow_ups), "extra questions about each training context (0-64)")
       ("batch-tokens", po::value(&o.batch_tokens)->default_value(o.batch_tokens), "tokens per step (batch_tokens / context sequences)")
       ("min-context", po::value(&o.min_context)->default_value(o.min_context), "prompt tokens at the start of the curriculum")

@@ -72,7 +72,8 @@ struct TrainLmOptions {
   double context_loss_weight = 0.5;  ///< weight of the next-token loss on prompt tokens, relative to the answer loss (pilot: 0.5 beat 0).
   uint64_t seed = 0;               ///< weights and data.
   std::string init_from;           ///< a Llama checkpoint directory whose weights start the run (same
-                                   ///< shapes; e.g. a first stage on one task); empty: random weights.
+                                   ///< shapes, or more layers: see grown_layer_names; e.g. a first stage
+                                   ///< on one task); empty: random weights.
 
   // bookkeeping (free to change)
   int threads = 2;                 ///< at::set_num_threads.
@@ -165,6 +166,17 @@ EvalReport evaluate_lm(const Llama& model, const std::vector<std::string>& tasks
 
 /// A training run bound to an out directory: starts fresh or resumes from
 /// out_dir/trainer_state.safetensors.
+/// Depth growth of an --init-from checkpoint: for each tensor name of
+/// layer i of a to_layers-deep model, the name of the layer of the
+/// from_layers-deep checkpoint it copies, or "" for a new layer. Old layer
+/// j goes to floor(j * to / from), so 2 -> 4 gives old, new, old, new. New
+/// layers start with zero attention and MLP output projections: the grown
+/// model computes exactly what the checkpoint did, and training adds depth
+/// (variable tracking needs a lookup per hop, which 2 layers cannot chain).
+/// Empty when the depths are equal; throws std::invalid_argument when
+/// to_layers < from_layers or from_layers < 1.
+std::map<std::string, std::string> grown_layer_names(int64_t from_layers, int64_t to_layers);
+
 class Trainer {
  public:
   /// Validates options, sets the thread count, and resumes when out_dir holds

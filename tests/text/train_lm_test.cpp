@@ -4,6 +4,7 @@
 // function of (options, step).
 #include "text/train_lm.h"
 
+#include "text/llama_checkpoint.h"
 #include "text/tasks.h"
 #include "text/tokenizer.h"
 
@@ -136,6 +137,50 @@ TEST(TrainLm, CheckpointOfOtherOptionsIsRefusedNamingTheField) {
     EXPECT_EQ(message.find("threads"), std::string::npos) << message;
   }
   fs::remove_all(o.out_dir);
+}
+
+TEST(TrainLm, GrownFromAShallowerCheckpointComputesTheSameLogits) {
+  TrainLmOptions shallow = tiny_options(fresh_dir("grow_from"));
+  shallow.steps = 3;
+  Trainer(shallow).train();  // trained a little, so the copied weights are not the seed's
+
+  TrainLmOptions deep = tiny_options(fresh_dir("grow_to"));
+  deep.layers = 3;
+  deep.init_from = shallow.out_dir;
+  Trainer grown(deep);
+  const LlamaCheckpoint start = load_llama_checkpoint(shallow.out_dir);
+  const at::Tensor tokens = at::randint(4, 64, {2, 24}, at::kLong);
+  at::NoGradGuard no_grad;
+  const at::Tensor expected = start.model->forward(tokens);
+  const at::Tensor actual = grown.model()->forward(tokens);
+  EXPECT_TRUE(at::allclose(actual, expected, 1e-5, 1e-5)) << (actual - expected).abs().max().item<float>();
+  // and the new layer can learn: its q/k/v are not zero, only its outputs
+  const auto names = grown_layer_names(1, 3);
+  EXPECT_EQ(names.at("model.layers.0.self_attn.q_proj.weight"), "model.layers.0.self_attn.q_proj.weight");
+  EXPECT_EQ(names.at("model.layers.1.mlp.up_proj.weight"), "");
+  EXPECT_EQ(names.at("model.layers.2.mlp.up_proj.weight"), "");
+
+  deep.out_dir = fresh_dir("shrink_to");
+  deep.layers = 1;
+  deep.init_from = grown.options().out_dir;
+  grown.save_checkpoint();  // a 3-layer checkpoint to shrink from
+  try {
+    Trainer shrunk(deep);
+    FAIL() << "a 3-layer checkpoint was loaded into 1 layer";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("it has 3 layers, the run asks for 1"), std::string::npos) << e.what();
+  }
+  for (const std::string& dir : {shallow.out_dir, grown.options().out_dir, deep.out_dir}) fs::remove_all(dir);
+}
+
+TEST(TrainLm, GrowthSpreadsTheOldLayersEvenly) {
+  const auto names = grown_layer_names(2, 4);
+  EXPECT_EQ(names.at("model.layers.0.input_layernorm.weight"), "model.layers.0.input_layernorm.weight");
+  EXPECT_EQ(names.at("model.layers.1.input_layernorm.weight"), "");
+  EXPECT_EQ(names.at("model.layers.2.input_layernorm.weight"), "model.layers.1.input_layernorm.weight");
+  EXPECT_EQ(names.at("model.layers.3.input_layernorm.weight"), "");
+  EXPECT_TRUE(grown_layer_names(2, 2).empty());
+  EXPECT_THROW(grown_layer_names(3, 2), std::invalid_argument);
 }
 
 TEST(TrainLmOptions, JsonRoundTripKeepsEveryField) {
