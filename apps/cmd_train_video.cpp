@@ -5,6 +5,7 @@
 #include "apps/options.h"
 #include "apps/stop_signal.h"
 #include "core/atomic_file.h"
+#include "vision/llava_checkpoint.h"
 #include "vision/train_video.h"
 #include "vision/video_qa.h"
 
@@ -23,7 +24,7 @@ int run_train_video(const std::vector<std::string>& args) {
   // clang-format off
   options.add_options()
       ("out", po::value(&o.out_dir)->required(), "out directory: model, checkpoint, logs, evaluation (resumes from it)")
-      ("init-from", po::value(&o.init_from), "start from this video checkpoint's weights (e.g. a first stage on fewer kinds)")
+      ("init-from", po::value(&o.init_from), "start from this video checkpoint's weights (e.g. a first stage on fewer kinds); model-shape options not given are taken from its config.json")
       ("lm", po::value(&o.lm_dir), "language host to start from (e.g. models/lm); without it a fresh Llama of the --lm-* sizes")
       ("steps", po::value(&o.steps)->default_value(o.steps), "optimizer steps of the whole run")
       ("batch", po::value(&o.batch)->default_value(o.batch), "clips per step")
@@ -60,6 +61,25 @@ int run_train_video(const std::vector<std::string>& args) {
   if (!parse_options("train-video", "--out DIR [--lm models/lm] [--steps N] [--frames 16] [--eval-only] ...", options,
                      args, vm)) {
     return 0;
+  }
+  // a later stage is the same model: shape options left unset come from
+  // the checkpoint it starts from, so only what changes needs repeating
+  if (!o.init_from.empty()) {
+    const VideoModelConfig start = read_llava_config((std::filesystem::path(o.init_from) / "config.json").string());
+    const auto unset = [&vm](const char* name) { return vm[name].defaulted(); };
+    if (unset("vision-layers")) o.vision_layers = start.vision.num_hidden_layers;
+    if (unset("vision-width")) o.vision_width = start.vision.hidden_size;
+    if (unset("vision-heads")) o.vision_heads = start.vision.num_attention_heads;
+    if (unset("vision-mlp")) o.vision_mlp = start.vision.intermediate_size;
+    if (unset("image-size")) o.image_size = start.vision.image_size;
+    if (unset("patch-size")) o.patch_size = start.vision.patch_size;
+    if (o.lm_dir.empty()) {  // with --lm the language model's shape is that checkpoint's
+      if (unset("lm-layers")) o.lm_layers = start.text.num_hidden_layers;
+      if (unset("lm-hidden")) o.lm_hidden = start.text.hidden_size;
+      if (unset("lm-heads")) o.lm_heads = start.text.num_attention_heads;
+      if (unset("lm-kv-heads")) o.lm_kv_heads = start.text.num_key_value_heads;
+      if (unset("lm-intermediate")) o.lm_intermediate = start.text.intermediate_size;
+    }
   }
   if (seed < 0) throw UsageError("--seed must be >= 0, got " + std::to_string(seed));
   o.seed = static_cast<uint64_t>(seed);

@@ -497,6 +497,13 @@ TEST_F(VideoCli, TrainVideoSmokeRunWritesModelLogAndProvenance) {
   EXPECT_EQ(provenance["steps_done"], 3);
   EXPECT_TRUE(provenance["metrics"].contains("accuracy"));
   EXPECT_TRUE(provenance["metrics"]["kinds"].contains("flash_count"));
+
+  // a later stage names no shape: the tower, image and language sizes come from the checkpoint
+  const std::string next = dir_->file("next");
+  const RunResult stage = run_namm("train-video --out " + next + " --init-from " + out +
+                                   " --steps 1 --batch 2 --scene-size 32 --eval-count 0 --threads 1");
+  ASSERT_EQ(stage.exit_code, 0) << stage.output;
+  EXPECT_EQ(read_file((fs::path(next) / "config.json").string()), read_file((fs::path(out) / "config.json").string()));
 }
 
 }  // namespace
