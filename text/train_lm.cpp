@@ -693,6 +693,10 @@ StepStats Trainer::train_step() {
       cell[1] += counts.second;
       cell[2] += counts.first == counts.second ? 1 : 0;
       cell[3] += 1;
+      if (key.second == 0) {
+        cell[4] += counts.first == counts.second ? 1 : 0;
+        cell[5] += 1;
+      }
     }
   }
   stats.seconds = now_seconds() - start;
@@ -707,7 +711,7 @@ void Trainer::log_progress(const StepStats& stats) {
   if (step_ % options_.log_every != 0 && step_ != options_.steps) return;
   double loss = 0, answer_loss = 0, context_loss = 0, seconds = 0, grad = 0;
   int64_t tokens = 0, right = 0, total = 0;
-  std::map<std::string, std::array<int64_t, 4>> per_task;
+  std::map<std::string, std::array<int64_t, 6>> per_task;
   for (const StepStats& s : window_) {
     loss += s.loss;
     answer_loss += s.answer_loss;
@@ -717,7 +721,7 @@ void Trainer::log_progress(const StepStats& stats) {
     tokens += s.tokens;
     for (const auto& [task, c] : s.per_task) {
       auto& t = per_task[task];
-      for (int k = 0; k < 4; ++k) t[k] += c[k];
+      for (size_t k = 0; k < t.size(); ++k) t[k] += c[k];
       right += c[0];
       total += c[1];
     }
@@ -730,7 +734,9 @@ void Trainer::log_progress(const StepStats& stats) {
   for (const auto& [task, c] : per_task) {
     tasks_json[task] = {{"answer_token_acc", c[1] ? static_cast<double>(c[0]) / c[1] : 0.0},
                         {"answer_exact", c[3] ? static_cast<double>(c[2]) / c[3] : 0.0},
-                        {"questions", c[3]}};
+                        {"questions", c[3]},
+                        {"first_question_exact", c[5] ? static_cast<double>(c[4]) / c[5] : 0.0},
+                        {"first_questions", c[5]}};
   }
   const json record = {{"kind", "train"},
                        {"step", step_},

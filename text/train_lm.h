@@ -134,8 +134,13 @@ struct StepStats {
   int64_t context = 0;           ///< prompt tokens of the batch.
   int64_t tokens = 0;            ///< B * T.
   double seconds = 0.0;          ///< wall time of the step, batch generation included.
-  /// per task: {answer tokens right, answer tokens, sequences fully right, sequences}
-  std::map<std::string, std::array<int64_t, 4>> per_task;
+  /// per task: {answer tokens right, answer tokens, questions fully right,
+  /// questions, first questions fully right, first questions}. The first
+  /// question of a sequence is the one an evaluation asks; follow-ups are
+  /// drawn with replacement, so on a short context many repeat an earlier
+  /// question and can be answered by copying: their exact match overstates
+  /// what the model can retrieve.
+  std::map<std::string, std::array<int64_t, 6>> per_task;
 };
 
 /// Full-cache greedy accuracy of one task at one prompt length.

@@ -13,6 +13,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <unistd.h>
 
@@ -71,6 +72,25 @@ TEST(TrainLm, AnswerLossFallsOnATinyTask) {
   // from ln(686) ~ 6.5 towards ln(9) ~ 2.2 once the answer is known to be a count
   EXPECT_GT(mean_answer_loss(stats, 0, 5), 5.0);
   EXPECT_LT(mean_answer_loss(stats, 35, 40), 3.5);
+  fs::remove_all(o.out_dir);
+}
+
+TEST(TrainLm, FirstQuestionsAreCountedOncePerSequence) {
+  TrainLmOptions o = tiny_options(fresh_dir("first"));
+  o.follow_ups = 4;
+  o.checkpoint_every = 1000;
+  Trainer trainer(o);
+  const StepStats stats = trainer.train_step();
+  const TrainBatch batch = make_train_batch(o, 0);
+  std::map<std::string, int64_t> sequences;
+  for (const std::string& task : batch.tasks) ++sequences[task];
+  ASSERT_EQ(stats.per_task.size(), sequences.size());
+  for (const auto& [task, c] : stats.per_task) {
+    EXPECT_EQ(c[5], sequences[task]) << task;  // one first question per sequence
+    EXPECT_GT(c[3], c[5]) << task;             // the follow-ups come on top
+    EXPECT_LE(c[4], c[5]) << task;
+    EXPECT_LE(c[4], c[2]) << task;
+  }
   fs::remove_all(o.out_dir);
 }
 
