@@ -57,7 +57,16 @@ std::string utc_now() {
 }
 
 std::string git_commit(const std::string& directory) {
-  const std::string git = directory.empty() ? "git" : "git -C " + shell_quote(directory);
+  if (directory.empty()) {
+    // a run started outside the work tree (e.g. from a runs/ directory)
+    // still names the code it ran: the executable's own build tree
+    const std::string here = git_commit(".");
+    if (!here.empty()) return here;
+    std::error_code error;
+    const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
+    return error ? "" : git_commit(exe.parent_path().string());
+  }
+  const std::string git = "git -C " + shell_quote(directory);
   std::string commit = command_output(git + " rev-parse HEAD");
   if (commit.empty()) return "";
   if (!command_output(git + " status --porcelain --untracked-files=no").empty()) commit += "+dirty";

@@ -18,9 +18,11 @@ std::string format_duration(double seconds);
 /// The current UTC time as ISO 8601, e.g. "2026-11-29T09:04:00Z".
 std::string utc_now();
 
-/// `git rev-parse HEAD` run in `directory` (the current one when empty), with
-/// "+dirty" when tracked files differ from it; "" outside a repository or
-/// without git.
+/// `git rev-parse HEAD` run in `directory`, with "+dirty" when tracked files
+/// differ from it; "" outside a repository or without git. When directory is
+/// empty: the current directory, else the running executable's directory
+/// (a build tree inside the work tree), so a run started elsewhere still
+/// records the commit of the code it ran.
 std::string git_commit(const std::string& directory = "");
 
 /// splitmix64's finaliser over x + golden ratio: a bijective 64-bit mixer for
