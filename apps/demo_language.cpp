@@ -19,7 +19,7 @@ namespace {
 
 // Test-split prompts of three tasks, the first example of each: no picking.
 // The tasks and length are where the shipped host answers with the full
-// cache (models/lm/README.md: 81-88% at 1,024 tokens), so what the NAMM
+// cache (models/lm/README.md: 63-100% at 1,024 tokens), so what the NAMM
 // keeps decides the answer.
 struct DemoPrompt {
   const char* task;
