@@ -270,7 +270,7 @@ TEST(Tasks, KvUpdateAsksForTheLatestOfSeveralValues) {
 
 TEST(Tasks, KvKeysOfOnePromptNeverShareAWord) {
   // one matching word finds the record, so a small host can learn the kv tasks
-  for (const std::string& task : {"kv_retrieval", "kv_multi", "kv_update"}) {
+  for (const char* task : {"kv_retrieval", "kv_multi", "kv_update"}) {
     for (int64_t length : {256, 1024, 4096}) {
       const TaskExample ex = make_example(task, Split::kTest, 3, length);
       const Words all = words_of(ex.prompt);
