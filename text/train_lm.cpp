@@ -481,27 +481,19 @@ struct Trainer::Optim {
   }
 };
 
-std::map<std::string, std::string> grown_layer_names(int64_t from_layers, int64_t to_layers) {
+std::string grown_layer_source(const std::string& name, int64_t from_layers, int64_t to_layers) {
   if (from_layers < 1 || to_layers < from_layers)
-    throw std::invalid_argument("grown_layer_names: cannot grow " + std::to_string(from_layers) + " layers into " +
+    throw std::invalid_argument("grown_layer_source: cannot grow " + std::to_string(from_layers) + " layers into " +
                                 std::to_string(to_layers));
-  std::map<std::string, std::string> rename;
-  if (to_layers == from_layers) return rename;
-  static const char* kLayerTensors[] = {
-      "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
-      "mlp.gate_proj.weight",    "mlp.up_proj.weight",      "mlp.down_proj.weight",    "input_layernorm.weight",
-      "post_attention_layernorm.weight"};
-  auto layer_name = [](int64_t i, const char* tensor) {
-    return "model.layers." + std::to_string(i) + "." + tensor;
-  };
-  // old layer j lands at floor(j * to / from): spread evenly, each followed
-  // by the new layers up to the next old one
-  std::vector<int64_t> source_of(static_cast<size_t>(to_layers), -1);
-  for (int64_t j = 0; j < from_layers; ++j) source_of[static_cast<size_t>(j * to_layers / from_layers)] = j;
-  for (int64_t i = 0; i < to_layers; ++i)
-    for (const char* tensor : kLayerTensors)
-      rename[layer_name(i, tensor)] = source_of[i] < 0 ? std::string() : layer_name(source_of[i], tensor);
-  return rename;
+  static const std::string kPrefix = "model.layers.";
+  if (to_layers == from_layers || name.compare(0, kPrefix.size(), kPrefix) != 0) return name;
+  const size_t dot = name.find('.', kPrefix.size());
+  const int64_t layer = std::stoll(name.substr(kPrefix.size(), dot - kPrefix.size()));
+  // old layer j lands at floor(j * to / from): the first j whose place is
+  // at or after this layer tells whether an old one sits here
+  const int64_t j = (layer * from_layers + to_layers - 1) / to_layers;
+  if (j >= from_layers || j * to_layers / from_layers != layer) return "";
+  return kPrefix + std::to_string(j) + name.substr(dot);
 }
 
 Trainer::Trainer(TrainLmOptions options, std::ostream* progress)
@@ -525,12 +517,10 @@ Trainer::Trainer(TrainLmOptions options, std::ostream* progress)
                                std::to_string(options_.layers));
     // more layers than the checkpoint: its layers are spread out and the new
     // ones start as identity blocks, so the grown model computes what it did
-    const std::map<std::string, std::string> rename =
-        grown_layer_names(start.config.num_hidden_layers, options_.layers);
     at::NoGradGuard no_grad;
     for (const auto& [name, p] : model_->hf_named_parameters()) {
-      const auto renamed = rename.find(name);
-      if (renamed != rename.end() && renamed->second.empty()) {
+      const std::string from = grown_layer_source(name, start.config.num_hidden_layers, options_.layers);
+      if (from.empty()) {
         // an inserted layer starts as the identity: its attention and MLP
         // write nothing into the residual stream until training makes them
         const auto ends_with = [&name = name](const std::string& tail) {
@@ -539,7 +529,6 @@ Trainer::Trainer(TrainLmOptions options, std::ostream* progress)
         if (ends_with("self_attn.o_proj.weight") || ends_with("mlp.down_proj.weight")) p.zero_();
         continue;
       }
-      const std::string& from = renamed == rename.end() ? name : renamed->second;
       auto it = std::find_if(source.begin(), source.end(), [&](const auto& item) { return item.first == from; });
       if (it == source.end() || !it->second.sizes().equals(p.sizes())) {
         throw std::runtime_error(options_.init_from + ": cannot start from it: tensor " + from +

@@ -72,7 +72,7 @@ struct TrainLmOptions {
   double context_loss_weight = 0.5;  ///< weight of the next-token loss on prompt tokens, relative to the answer loss (pilot: 0.5 beat 0).
   uint64_t seed = 0;               ///< weights and data.
   std::string init_from;           ///< a Llama checkpoint directory whose weights start the run (same
-                                   ///< shapes, or more layers: see grown_layer_names; e.g. a first stage
+                                   ///< shapes, or more layers: see grown_layer_source; e.g. a first stage
                                    ///< on one task); empty: random weights.
 
   // bookkeeping (free to change)
@@ -171,16 +171,16 @@ EvalReport evaluate_lm(const Llama& model, const std::vector<std::string>& tasks
 
 /// A training run bound to an out directory: starts fresh or resumes from
 /// out_dir/trainer_state.safetensors.
-/// Depth growth of an --init-from checkpoint: for each tensor name of
-/// layer i of a to_layers-deep model, the name of the layer of the
-/// from_layers-deep checkpoint it copies, or "" for a new layer. Old layer
-/// j goes to floor(j * to / from), so 2 -> 4 gives old, new, old, new. New
-/// layers start with zero attention and MLP output projections: the grown
-/// model computes exactly what the checkpoint did, and training adds depth
-/// (variable tracking needs a lookup per hop, which 2 layers cannot chain).
-/// Empty when the depths are equal; throws std::invalid_argument when
+/// Depth growth of an --init-from checkpoint: the name of the tensor of the
+/// from_layers-deep checkpoint that tensor `name` of a to_layers-deep model
+/// copies, or "" when `name` belongs to a new layer. Old layer j goes to
+/// floor(j * to / from), so 2 -> 4 gives old, new, old, new; tensors outside
+/// "model.layers.N." keep their name. New layers start with zero attention
+/// and MLP output projections: the grown model computes exactly what the
+/// checkpoint did, and training adds depth (variable tracking needs a lookup
+/// per hop, which 2 layers cannot chain). Throws std::invalid_argument when
 /// to_layers < from_layers or from_layers < 1.
-std::map<std::string, std::string> grown_layer_names(int64_t from_layers, int64_t to_layers);
+std::string grown_layer_source(const std::string& name, int64_t from_layers, int64_t to_layers);
 
 class Trainer {
  public:

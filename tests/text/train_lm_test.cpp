@@ -174,11 +174,15 @@ TEST(TrainLm, GrownFromAShallowerCheckpointComputesTheSameLogits) {
   const at::Tensor expected = start.model->forward(tokens);
   const at::Tensor actual = grown.model()->forward(tokens);
   EXPECT_TRUE(at::allclose(actual, expected, 1e-5, 1e-5)) << (actual - expected).abs().max().item<float>();
-  // and the new layer can learn: its q/k/v are not zero, only its outputs
-  const auto names = grown_layer_names(1, 3);
-  EXPECT_EQ(names.at("model.layers.0.self_attn.q_proj.weight"), "model.layers.0.self_attn.q_proj.weight");
-  EXPECT_EQ(names.at("model.layers.1.mlp.up_proj.weight"), "");
-  EXPECT_EQ(names.at("model.layers.2.mlp.up_proj.weight"), "");
+  EXPECT_EQ(grown_layer_source("model.layers.0.self_attn.q_proj.weight", 1, 3), "model.layers.0.self_attn.q_proj.weight");
+  EXPECT_EQ(grown_layer_source("model.layers.1.mlp.up_proj.weight", 1, 3), "");
+  EXPECT_EQ(grown_layer_source("model.layers.2.mlp.up_proj.weight", 1, 3), "");
+  // and the new layers can learn: only their output projections are zero
+  for (const auto& [name, p] : grown.model()->hf_named_parameters()) {
+    if (name.rfind("model.layers.1.", 0) != 0) continue;
+    const bool output = name.find("o_proj") != std::string::npos || name.find("down_proj") != std::string::npos;
+    EXPECT_EQ(p.abs().sum().item<double>() == 0.0, output) << name;
+  }
 
   deep.out_dir = fresh_dir("shrink_to");
   deep.layers = 1;
@@ -194,13 +198,16 @@ TEST(TrainLm, GrownFromAShallowerCheckpointComputesTheSameLogits) {
 }
 
 TEST(TrainLm, GrowthSpreadsTheOldLayersEvenly) {
-  const auto names = grown_layer_names(2, 4);
-  EXPECT_EQ(names.at("model.layers.0.input_layernorm.weight"), "model.layers.0.input_layernorm.weight");
-  EXPECT_EQ(names.at("model.layers.1.input_layernorm.weight"), "");
-  EXPECT_EQ(names.at("model.layers.2.input_layernorm.weight"), "model.layers.1.input_layernorm.weight");
-  EXPECT_EQ(names.at("model.layers.3.input_layernorm.weight"), "");
-  EXPECT_TRUE(grown_layer_names(2, 2).empty());
-  EXPECT_THROW(grown_layer_names(3, 2), std::invalid_argument);
+  const auto source = [](int layer) {
+    return grown_layer_source("model.layers." + std::to_string(layer) + ".input_layernorm.weight", 2, 4);
+  };
+  EXPECT_EQ(source(0), "model.layers.0.input_layernorm.weight");
+  EXPECT_EQ(source(1), "");
+  EXPECT_EQ(source(2), "model.layers.1.input_layernorm.weight");
+  EXPECT_EQ(source(3), "");
+  EXPECT_EQ(grown_layer_source("model.layers.1.mlp.up_proj.weight", 2, 2), "model.layers.1.mlp.up_proj.weight");
+  EXPECT_EQ(grown_layer_source("model.norm.weight", 2, 4), "model.norm.weight");
+  EXPECT_THROW(grown_layer_source("model.norm.weight", 3, 2), std::invalid_argument);
 }
 
 TEST(TrainLmOptions, JsonRoundTripKeepsEveryField) {
