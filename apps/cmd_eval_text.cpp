@@ -26,7 +26,7 @@ std::vector<std::string> split_lists(const std::vector<std::string>& items) {
 }  // namespace
 
 int run_eval_text(const std::vector<std::string>& args) {
-  std::string lm_dir, namm_path, json_path, md_path, split = "test", budget_text = "50%";
+  std::string lm_dir, namm_path, json_path, md_path, predictions_path, split = "test", budget_text = "50%";
   std::vector<std::string> task_args, policy_args;
   std::vector<int64_t> contexts;
   int64_t examples = 16, delay = 0, chunk = 128, answer_tokens = 8;
@@ -48,7 +48,8 @@ int run_eval_text(const std::vector<std::string>& args) {
       ("seed", po::value(&seed)->default_value(0), "seed of the random policy")
       ("threads", po::value(&threads)->default_value(2), "worker threads")
       ("out-json", po::value(&json_path), "write the results as JSON")
-      ("out-md", po::value(&md_path), "write the markdown table");
+      ("out-md", po::value(&md_path), "write the markdown table")
+      ("out-predictions", po::value(&predictions_path), "write every policy's answer to every example (JSONL)");
   po::variables_map vm;
   if (!parse_options("eval-text", "--lm DIR [--namm NAMM.safetensors] [options]", options, args, vm)) return 0;
 
@@ -95,6 +96,7 @@ int run_eval_text(const std::vector<std::string>& args) {
   std::cout << markdown;
   if (!json_path.empty()) write_file_atomically(json_path, comparison.to_json());
   if (!md_path.empty()) write_file_atomically(md_path, markdown);
+  if (!predictions_path.empty()) write_file_atomically(predictions_path, comparison.predictions_jsonl());
   return 0;
 }
 

@@ -357,8 +357,42 @@ TextComparison compare_policies(const Llama& model, std::shared_ptr<const NammMo
     row.mean_normalized_score = normalized_score(row.tasks, full != evaluations.end() ? &full->second.tasks : nullptr);
     row.mean_retained_fraction = evaluation.mean_retained_fraction;
     comparison.rows.push_back(std::move(row));
+    const Tokenizer& tokenizer = builtin_tokenizer();
+    for (size_t e = 0; e < examples.size(); ++e) {
+      const TaskExample& example = examples[e];
+      const ExampleOutcome& outcome = evaluation.outcomes[e];
+      ExamplePrediction prediction;
+      prediction.policy = name;
+      prediction.task = example.task;
+      prediction.context_tokens = static_cast<int64_t>(example.prompt.size());
+      prediction.index = example.index;
+      prediction.question = tokenizer.decode(
+          std::vector<int64_t>(example.prompt.begin() + example.question_begin, example.prompt.end()));
+      prediction.answer = example.answer_text;
+      prediction.prediction = tokenizer.decode(outcome.prediction);
+      prediction.score = outcome.score;
+      prediction.retained_fraction = outcome.retained_fraction;
+      comparison.predictions.push_back(std::move(prediction));
+    }
   }
   return comparison;
+}
+
+std::string TextComparison::predictions_jsonl() const {
+  std::string out;
+  for (const ExamplePrediction& p : predictions) {
+    const nlohmann::json line = {{"policy", p.policy},
+                                 {"task", p.task},
+                                 {"context_tokens", p.context_tokens},
+                                 {"index", p.index},
+                                 {"question", p.question},
+                                 {"answer", p.answer},
+                                 {"prediction", p.prediction},
+                                 {"score", p.score},
+                                 {"retained_fraction", p.retained_fraction}};
+    out += line.dump() + "\n";
+  }
+  return out;
 }
 
 Llama load_task_model(const std::string& dir) {

@@ -154,6 +154,19 @@ struct ComparisonRow {
   double mean_retained_fraction = 0.0;         ///< over all examples.
 };
 
+/// What one policy answered on one example (for reading the errors, not only the means).
+struct ExamplePrediction {
+  std::string policy;
+  std::string task;
+  int64_t context_tokens = 0;
+  int64_t index = 0;                ///< the example's index in its split (make_example).
+  std::string question;             ///< decoded question, "<q> ... <a>".
+  std::string answer;               ///< decoded reference answer.
+  std::string prediction;           ///< decoded greedy answer, trimmed at <eos>.
+  double score = 0.0;
+  double retained_fraction = 1.0;
+};
+
 /// The comparison `namm eval-text` writes.
 struct TextComparison {
   std::vector<std::string> tasks;
@@ -162,11 +175,14 @@ struct TextComparison {
   std::string split;
   double namm_retained_fraction = 0.0;  ///< measured (0 when no NAMM ran).
   std::vector<ComparisonRow> rows;      ///< in TextComparisonOptions::policies order.
+  std::vector<ExamplePrediction> predictions;  ///< policy by policy (rows' order), examples in order.
 
   /// {"tasks", "context_tokens", ..., "rows": [{"policy", "budget", "tasks": {task: {...}}, ...}]}.
   std::string to_json() const;
   /// A markdown table: policy, budget, one score column per task, mean normalised score, mean KV retained.
   std::string to_markdown() const;
+  /// One JSON object per line and per ExamplePrediction, fields named as in the struct.
+  std::string predictions_jsonl() const;
 };
 
 /// Loads a language model checkpoint directory (llama_checkpoint.h) for the

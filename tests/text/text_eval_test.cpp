@@ -15,7 +15,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <memory>
 
 namespace namm {
@@ -157,6 +159,29 @@ TEST(TextEval, ComparisonListsEveryPolicyAndTaskAtTheNammsBudget) {
     }
   }
   for (const std::string& task : options.tasks) EXPECT_NE(markdown.find(task), std::string::npos);
+
+  // one prediction per policy and example, agreeing with the table's means
+  const size_t examples = options.tasks.size() * options.context_tokens.size() * 2;
+  ASSERT_EQ(comparison.predictions.size(), options.policies.size() * examples);
+  std::map<std::pair<std::string, std::string>, double> score_sum;
+  for (const ExamplePrediction& p : comparison.predictions) {
+    EXPECT_EQ(p.context_tokens, 192);
+    EXPECT_EQ(p.question.rfind("<q>", 0), 0u) << p.question;
+    EXPECT_FALSE(p.answer.empty());
+    EXPECT_EQ(p.score, p.prediction == p.answer ? 1.0 : 0.0) << p.prediction << " vs " << p.answer;
+    score_sum[{p.policy, p.task}] += p.score;
+  }
+  for (const ComparisonRow& row : comparison.rows) {
+    for (const std::string& task : options.tasks) {
+      const double mean = score_sum[std::make_pair(row.policy, task)] / 2.0;
+      EXPECT_NEAR(mean, row.tasks.at(task).mean_score, 1e-12) << row.policy;
+    }
+  }
+  const std::string jsonl = comparison.predictions_jsonl();
+  EXPECT_EQ(static_cast<size_t>(std::count(jsonl.begin(), jsonl.end(), '\n')), comparison.predictions.size());
+  const nlohmann::json first = nlohmann::json::parse(jsonl.substr(0, jsonl.find('\n')));
+  EXPECT_EQ(first["policy"], comparison.predictions.front().policy);
+  EXPECT_EQ(first["prediction"], comparison.predictions.front().prediction);
 }
 
 }  // namespace
