@@ -493,13 +493,7 @@ Draft make_variables(Rng& rng, int64_t context) {
   chains.push_back(new_chain(rng.range(1, max_hops)));
   d.question = {Tokenizer::kQ, l.id("what"), l.id("is"), l.id("var"), chains[0].vars.back(), l.qmark,
                 Tokenizer::kA};
-  // The answer walks the chain back to its root, one assignment per token,
-  // then gives the value ("var c" -> "b a d d d"): each step is one lookup of
-  // "var X = ...", which a two-layer host can make, where the value alone
-  // would need all hops in one forward pass (session 6: 0.25 at 1k tokens).
-  // Exact match scores the whole walk, so a wrong turn is a wrong answer.
-  d.answer.assign(chains[0].vars.rbegin() + 1, chains[0].vars.rend());
-  d.answer.insert(d.answer.end(), chains[0].value.begin(), chains[0].value.end());
+  d.answer = chains[0].value;
   set_body(d, context);
   const int64_t root_len = 3 + kValueDigits + 1, link_len = 5;  // "var a = d d d ." and "var b = a ."
   auto chain_len = [&](const Chain& c) {
@@ -832,18 +826,17 @@ std::vector<FollowUp> passage_follow_ups(const TaskExample& ex) {
 std::vector<FollowUp> variable_follow_ups(const TaskExample& ex) {
   const Lexicon& l = lexicon();
   const std::vector<int64_t>& p = ex.prompt;
-  // the answer to "what is var X": the walk from X back to the root, then the value
-  std::map<int64_t, std::vector<int64_t>> walk;
+  std::map<int64_t, std::vector<int64_t>> value;
   std::vector<int64_t> order;
   const size_t end = static_cast<size_t>(ex.question_begin);
   // roots "var a = d d d ." come before their links "var b = a ." (after_layout)
   for (size_t i = 0; i + 5 <= end; ++i) {
     if (p[i] != l.id("var") || !name_at(p, i + 1) || p[i + 2] != l.equals) continue;
     if (digits_at(p, i + 3, kValueDigits) && i + 3 + kValueDigits < end && p[i + 3 + kValueDigits] == l.dot) {
-      walk[p[i + 1]] = slice(p, i + 3, kValueDigits);
+      value[p[i + 1]] = slice(p, i + 3, kValueDigits);
       order.push_back(p[i + 1]);
-    } else if (name_at(p, i + 3) && p[i + 4] == l.dot && walk.count(p[i + 3])) {
-      walk[p[i + 1]] = concat({{p[i + 3]}, walk[p[i + 3]]});
+    } else if (name_at(p, i + 3) && p[i + 4] == l.dot && value.count(p[i + 3])) {
+      value[p[i + 1]] = value[p[i + 3]];
       order.push_back(p[i + 1]);
     }
   }
@@ -851,7 +844,7 @@ std::vector<FollowUp> variable_follow_ups(const TaskExample& ex) {
   for (int64_t var : order) {
     FollowUp f;
     f.question = {Tokenizer::kQ, l.id("what"), l.id("is"), l.id("var"), var, l.qmark, Tokenizer::kA};
-    f.answer = walk[var];
+    f.answer = value[var];
     const std::vector<int64_t> asked(p.begin() + ex.question_begin, p.end());
     if (f.question != asked) out.push_back(std::move(f));
   }

@@ -26,8 +26,7 @@
 //   passage_retrieval  "paragraph d d d : ..." paragraphs with 4 keywords each;
 //                      <q> which paragraph has k1 k2 k3 k4 ? -> d d d
 //   variable_tracking  "var a = d d d ." "var b = a ." chains with decoy chains;
-//                      <q> what is var c ? -> b a d d d (the walk back to
-//                      the root, then its value; a root asked -> d d d)
+//                      <q> what is var c ? -> d d d
 //   counting           names sprinkled in filler; <q> how many NAME ? -> d
 //
 // No torch here: ids are plain int64 vectors.

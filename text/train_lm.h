@@ -87,7 +87,8 @@ struct TrainLmOptions {
 
   /// The model these options describe (vocabulary: builtin_tokenizer()).
   LlamaConfig model_config() const;
-  /// tasks, or all task names when empty.
+  /// tasks, or all task names when empty. A task may be listed more than
+  /// once: batches draw it that many times as often (evaluation lists it once).
   std::vector<std::string> task_list() const;
   /// Throws std::invalid_argument naming the first bad field and its value.
   void validate() const;

@@ -104,13 +104,9 @@ std::string oracle(const TaskExample& ex) {
       else
         alias[body[i + 1]] = body[i + 3];
     }
-    // the answer names every variable passed on the way, then the value
-    std::string v = q[4], walk;
-    for (int hops = 0; hops < 10 && !value.count(v) && alias.count(v); ++hops) {
-      v = alias[v];
-      walk += v + " ";
-    }
-    return value.count(v) ? walk + value[v] : "unresolved";
+    std::string v = q[4];
+    for (int hops = 0; hops < 10 && !value.count(v); ++hops) v = alias[v];
+    return value.count(v) ? value[v] : "unresolved";
   }
   if (ex.task == "counting") {
     // q: <q> how many NAME ? <a>
@@ -152,7 +148,7 @@ TEST(Tasks, GeneratedIdsArePinned) {
       hash *= 1099511628211ull;
     }
   }
-  EXPECT_EQ(hash, 18334862166981181226ull) << "update the pin only for an intended change of the generators";
+  EXPECT_EQ(hash, 3664624021737662352ull) << "update the pin only for an intended change of the generators";
 }
 
 TEST(Tasks, SplitsNeverShareASeedOrAnExample) {
