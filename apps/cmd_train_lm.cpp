@@ -126,7 +126,7 @@ int run_train_lm(const std::vector<std::string>& args) {
     const std::string tokenizer_path = (std::filesystem::path(o.out_dir) / "tokenizer.json").string();
     if (std::filesystem::exists(tokenizer_path))
       builtin_tokenizer().check_same_vocabulary(Tokenizer::load(tokenizer_path));
-    EvalReport report = evaluate_lm(checkpoint.model, o.task_list(), o.eval_lengths, o.eval_examples);
+    EvalReport report = evaluate_lm(checkpoint.model, o.distinct_tasks(), o.eval_lengths, o.eval_examples);
     const auto step = checkpoint.metadata.find("namm.step");
     if (step != checkpoint.metadata.end()) report.step = std::stoll(step->second);
     write_file_atomically((std::filesystem::path(o.out_dir) / "eval.json").string(), report.to_json() + "\n");

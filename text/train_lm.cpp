@@ -85,6 +85,13 @@ LlamaConfig TrainLmOptions::model_config() const {
 
 std::vector<std::string> TrainLmOptions::task_list() const { return tasks.empty() ? task_names() : tasks; }
 
+std::vector<std::string> TrainLmOptions::distinct_tasks() const {
+  std::vector<std::string> distinct;
+  for (const std::string& task : task_list())
+    if (std::find(distinct.begin(), distinct.end(), task) == distinct.end()) distinct.push_back(task);
+  return distinct;
+}
+
 void TrainLmOptions::validate() const {
   check(layers >= 1, "layers must be >= 1, got " + str(layers));
   check(hidden >= 2, "hidden must be >= 2, got " + str(hidden));
@@ -860,11 +867,7 @@ void Trainer::write_provenance() const {
 
 EvalReport Trainer::evaluate_and_record() {
   const double start = now_seconds();
-  // a task listed twice is trained on twice as often, but evaluated once
-  std::vector<std::string> tasks;
-  for (const std::string& task : options_.task_list())
-    if (std::find(tasks.begin(), tasks.end(), task) == tasks.end()) tasks.push_back(task);
-  EvalReport report = evaluate_lm(model_, tasks, options_.eval_lengths, options_.eval_examples);
+  EvalReport report = evaluate_lm(model_, options_.distinct_tasks(), options_.eval_lengths, options_.eval_examples);
   report.step = step_;
   const std::string out = options_.out_dir;
   write_file_atomically((fs::path(out) / "eval.json").string(), report.to_json() + "\n");

@@ -90,6 +90,8 @@ struct TrainLmOptions {
   /// tasks, or all task names when empty. A task may be listed more than
   /// once: batches draw it that many times as often (evaluation lists it once).
   std::vector<std::string> task_list() const;
+  /// task_list() with repeats dropped, in order of first appearance.
+  std::vector<std::string> distinct_tasks() const;
   /// Throws std::invalid_argument naming the first bad field and its value.
   void validate() const;
   /// Every field as JSON text (command_line included).

@@ -114,6 +114,43 @@ TEST_F(Cli, LaterTrainingStageTakesTheModelShapeFromItsInitCheckpoint) {
   EXPECT_NE(third.output.find("embed_tokens"), std::string::npos) << third.output;
 }
 
+TEST_F(Cli, TaskListedTwiceIsTrainedMoreButEvaluatedOnce) {
+  const RunResult result = run_namm("train-lm --out " + path("lm") +
+                                    " --steps 2 --tasks kv_retrieval,kv_retrieval,needle --min-context 64"
+                                    " --max-context 64 --long-fraction 0 --batch-tokens 128 --threads 1"
+                                    " --eval-lengths 96 --eval-examples 1"
+                                    " --layers 1 --hidden 32 --heads 2 --kv-heads 2 --intermediate 64");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const std::string eval = read_text(path("lm") + "/eval.md");
+  size_t rows = 0;
+  for (size_t at = eval.find("| kv_retrieval |"); at != std::string::npos; at = eval.find("| kv_retrieval |", at + 1)) ++rows;
+  EXPECT_EQ(rows, 1u) << eval;
+  EXPECT_NE(eval.find("| needle |"), std::string::npos) << eval;
+}
+
+TEST_F(Cli, EvalTextWritesEveryPolicysAnswerForEveryExample) {
+  const RunResult train = run_namm("train-lm --out " + path("lm") +
+                                   " --steps 1 --tasks kv_retrieval --min-context 64 --max-context 64"
+                                   " --long-fraction 0 --batch-tokens 128 --threads 1 --no-eval"
+                                   " --layers 1 --hidden 32 --heads 2 --kv-heads 2 --intermediate 64");
+  ASSERT_EQ(train.exit_code, 0) << train.output;
+  const std::string answers = path("answers.jsonl");
+  const RunResult eval = run_namm("eval-text --lm " + path("lm") +
+                                  " --policies full,recency --tasks kv_retrieval,needle --examples-per-task 2"
+                                  " --context-tokens 96 --budget 50% --threads 1 --out-predictions " + answers);
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  std::ifstream in(answers);
+  std::string line;
+  int lines = 0, recency = 0;
+  while (std::getline(in, line)) {
+    ++lines;
+    EXPECT_NE(line.find("\"prediction\""), std::string::npos) << line;
+    recency += line.find("\"policy\":\"recency\"") != std::string::npos;
+  }
+  EXPECT_EQ(lines, 2 * 2 * 2);  // policies x tasks x examples
+  EXPECT_EQ(recency, 4);
+}
+
 TEST_F(Cli, SpectrogramMatchesLibraryFeatures) {
   const std::string attention = write_attention("a.npy", 3, 64, 80);
   const RunResult result = run_namm("spectrogram --attention " + attention + " --out " + path("f.npy"));
