@@ -347,6 +347,14 @@ TextComparison compare_policies(const Llama& model, std::shared_ptr<const NammMo
     evaluations[name] = std::move(evaluation);
   }
 
+  // decoded once per example, shared by every policy's predictions
+  const Tokenizer& tokenizer = builtin_tokenizer();
+  std::vector<std::string> questions;
+  questions.reserve(examples.size());
+  for (const TaskExample& example : examples)
+    questions.push_back(tokenizer.decode(
+        std::vector<int64_t>(example.prompt.begin() + example.question_begin, example.prompt.end())));
+
   const auto full = evaluations.find("full");
   for (const std::string& name : options.policies) {
     const PolicyEvaluation& evaluation = evaluations.at(name);
@@ -357,7 +365,6 @@ TextComparison compare_policies(const Llama& model, std::shared_ptr<const NammMo
     row.mean_normalized_score = normalized_score(row.tasks, full != evaluations.end() ? &full->second.tasks : nullptr);
     row.mean_retained_fraction = evaluation.mean_retained_fraction;
     comparison.rows.push_back(std::move(row));
-    const Tokenizer& tokenizer = builtin_tokenizer();
     for (size_t e = 0; e < examples.size(); ++e) {
       const TaskExample& example = examples[e];
       const ExampleOutcome& outcome = evaluation.outcomes[e];
@@ -366,8 +373,7 @@ TextComparison compare_policies(const Llama& model, std::shared_ptr<const NammMo
       prediction.task = example.task;
       prediction.context_tokens = static_cast<int64_t>(example.prompt.size());
       prediction.index = example.index;
-      prediction.question = tokenizer.decode(
-          std::vector<int64_t>(example.prompt.begin() + example.question_begin, example.prompt.end()));
+      prediction.question = questions[e];
       prediction.answer = example.answer_text;
       prediction.prediction = tokenizer.decode(outcome.prediction);
       prediction.score = outcome.score;
