@@ -384,7 +384,14 @@ Draft make_needle(Rng& rng, int64_t context) {
 }
 
 // ---------------------------------------------------------------------------
-// passage_retrieval: "paragraph d d d : words with 4 keywords ."
+// passage_retrieval: "words with 4 keywords paragraph d d d ."
+//
+// The id closes its paragraph, as a citation would, so the id's digits come
+// after the words that identify it: a causal host can gather the keywords into
+// the digits' positions and copy the best-matching id, as it copies a kv value
+// after its key. With the id first (sessions 3-7) the id had to be read back
+// from the keywords' positions, mixed over every paragraph sharing a keyword,
+// and the two-layer host never got past picking a paragraph at random.
 
 Draft make_passage(Rng& rng, int64_t context) {
   const Lexicon& l = lexicon();
@@ -413,7 +420,7 @@ Draft make_passage(Rng& rng, int64_t context) {
   // a paragraph of `len` tokens holding `keys` at random distinct places
   auto paragraph = [&](int64_t pid, std::vector<int64_t> keys, int64_t len,
                        std::vector<int64_t>* key_order) {
-    const int64_t content = len - 6;  // "paragraph d d d :" and "."
+    const int64_t content = len - 5;  // the closing "paragraph d d d ."
     std::vector<int64_t> words(static_cast<size_t>(content));
     for (int64_t& w : words) w = rng.pick(l.common);
     const std::vector<int64_t> places = rng.distinct(content, kKeywords);
@@ -422,10 +429,8 @@ Draft make_passage(Rng& rng, int64_t context) {
     for (int64_t k = 0; k < kKeywords; ++k) words[places[k]] = keys[k];
     if (key_order)
       for (int64_t p : sorted_places) key_order->push_back(words[p]);
-    return concat({{l.id("paragraph"), l.digits[pid / 100], l.digits[pid / 10 % 10], l.digits[pid % 10],
-                     l.colon},
-                    words,
-                    {l.dot}});
+    return concat({words,
+                   {l.id("paragraph"), l.digits[pid / 100], l.digits[pid / 10 % 10], l.digits[pid % 10], l.dot}});
   };
   auto draw_len = [&]() {
     const int64_t lo = std::max<int64_t>(kKeywords + 10, mean_len * 3 / 5);
@@ -493,7 +498,13 @@ Draft make_variables(Rng& rng, int64_t context) {
   chains.push_back(new_chain(rng.range(1, max_hops)));
   d.question = {Tokenizer::kQ, l.id("what"), l.id("is"), l.id("var"), chains[0].vars.back(), l.qmark,
                 Tokenizer::kA};
-  d.answer = chains[0].value;
+  // The answer walks the chain back to its root, one assignment per token,
+  // then gives the value ("var c" -> "b a d d d"): each step is one lookup of
+  // "var X = ...", which a two-layer host can make, where the value alone
+  // would need all hops in one forward pass (session 6: 0.25 at 1k tokens).
+  // Exact match scores the whole walk, so a wrong turn is a wrong answer.
+  d.answer.assign(chains[0].vars.rbegin() + 1, chains[0].vars.rend());
+  d.answer.insert(d.answer.end(), chains[0].value.begin(), chains[0].value.end());
   set_body(d, context);
   const int64_t root_len = 3 + kValueDigits + 1, link_len = 5;  // "var a = d d d ." and "var b = a ."
   auto chain_len = [&](const Chain& c) {
@@ -805,20 +816,22 @@ std::vector<FollowUp> passage_follow_ups(const TaskExample& ex) {
   const std::vector<int64_t>& p = ex.prompt;
   std::vector<FollowUp> out;
   const size_t end = static_cast<size_t>(ex.question_begin);
-  // "paragraph d d d : words with 4 keywords ."
-  for (size_t i = 0; i + 5 <= end; ++i) {
-    if (p[i] != l.id("paragraph") || !digits_at(p, i + 1, 3) || p[i + 4] != l.colon) continue;
+  // "words with 4 keywords paragraph d d d .": the keywords of a paragraph are
+  // the names since the previous paragraph's closing id
+  std::vector<int64_t> names;
+  for (size_t i = 0; i < end; ++i) {
+    if (name_at(p, i)) names.push_back(p[i]);
+    if (p[i] != l.id("paragraph") || i + 5 > end || !digits_at(p, i + 1, 3) || p[i + 4] != l.dot) continue;
     FollowUp f;
     f.question = {Tokenizer::kQ, l.id("which"), l.id("paragraph"), l.id("has")};
-    size_t j = i + 5;
-    for (; j < end && p[j] != l.dot; ++j)
-      if (name_at(p, j)) f.question.push_back(p[j]);
+    f.question.insert(f.question.end(), names.begin(), names.end());
+    names.clear();
     if (f.question.size() != 8) continue;
     f.question.push_back(l.qmark);
     f.question.push_back(Tokenizer::kA);
     f.answer = slice(p, i + 1, 3);
     if (f.answer != ex.answer) out.push_back(std::move(f));
-    i = j;
+    i += 4;
   }
   return out;
 }
@@ -826,17 +839,18 @@ std::vector<FollowUp> passage_follow_ups(const TaskExample& ex) {
 std::vector<FollowUp> variable_follow_ups(const TaskExample& ex) {
   const Lexicon& l = lexicon();
   const std::vector<int64_t>& p = ex.prompt;
-  std::map<int64_t, std::vector<int64_t>> value;
+  // the answer to "what is var X": the walk from X back to the root, then the value
+  std::map<int64_t, std::vector<int64_t>> walk;
   std::vector<int64_t> order;
   const size_t end = static_cast<size_t>(ex.question_begin);
   // roots "var a = d d d ." come before their links "var b = a ." (after_layout)
   for (size_t i = 0; i + 5 <= end; ++i) {
     if (p[i] != l.id("var") || !name_at(p, i + 1) || p[i + 2] != l.equals) continue;
     if (digits_at(p, i + 3, kValueDigits) && i + 3 + kValueDigits < end && p[i + 3 + kValueDigits] == l.dot) {
-      value[p[i + 1]] = slice(p, i + 3, kValueDigits);
+      walk[p[i + 1]] = slice(p, i + 3, kValueDigits);
       order.push_back(p[i + 1]);
-    } else if (name_at(p, i + 3) && p[i + 4] == l.dot && value.count(p[i + 3])) {
-      value[p[i + 1]] = value[p[i + 3]];
+    } else if (name_at(p, i + 3) && p[i + 4] == l.dot && walk.count(p[i + 3])) {
+      walk[p[i + 1]] = concat({{p[i + 3]}, walk[p[i + 3]]});
       order.push_back(p[i + 1]);
     }
   }
@@ -844,7 +858,7 @@ std::vector<FollowUp> variable_follow_ups(const TaskExample& ex) {
   for (int64_t var : order) {
     FollowUp f;
     f.question = {Tokenizer::kQ, l.id("what"), l.id("is"), l.id("var"), var, l.qmark, Tokenizer::kA};
-    f.answer = value[var];
+    f.answer = walk[var];
     const std::vector<int64_t> asked(p.begin() + ex.question_begin, p.end());
     if (f.question != asked) out.push_back(std::move(f));
   }

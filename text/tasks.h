@@ -23,10 +23,12 @@
 //                      word; the latest value counts
 //   needle             "the secret of NAME is d d d d ." among look-alike
 //                      statements (other names, other attributes) and filler
-//   passage_retrieval  "paragraph d d d : ..." paragraphs with 4 keywords each;
+//   passage_retrieval  "... paragraph d d d ." paragraphs with 4 keywords each,
+//                      closed by their id;
 //                      <q> which paragraph has k1 k2 k3 k4 ? -> d d d
 //   variable_tracking  "var a = d d d ." "var b = a ." chains with decoy chains;
-//                      <q> what is var c ? -> d d d
+//                      <q> what is var c ? -> b a d d d (the walk back to
+//                      the root, then its value; a root asked -> d d d)
 //   counting           names sprinkled in filler; <q> how many NAME ? -> d
 //
 // No torch here: ids are plain int64 vectors.

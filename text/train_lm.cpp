@@ -401,7 +401,7 @@ std::string EvalReport::to_markdown() const {
     s << std::setprecision(3) << " |\n";
   }
   s << "\nchance: the mean score of a uniform guess of the right form (random digits of the answer's "
-       "length; a count in 1..9). pick-a-record: 1 / (candidate records in the prompt), the score of "
+       "length, a random name for each name in a variable walk; a count in 1..9). pick-a-record: 1 / (candidate records in the prompt), the score of "
        "copying the value of a random record (largest over the lengths, i.e. the shortest context).\n";
   return s.str();
 }
@@ -411,13 +411,20 @@ namespace {
 /// Mean score of a uniform guess of the answer's form, analytic for exact match, sampled for F1.
 double form_chance(const TaskExample& ex) {
   if (ex.task == "counting") return 1.0 / 9.0;
-  if (task_metric(ex.task) == TaskMetric::kExact) return std::pow(0.1, static_cast<double>(ex.answer.size()));
   const std::vector<int64_t>& digits = [] {
     static std::vector<int64_t> d;
     if (d.empty())
       for (int i = 0; i < 10; ++i) d.push_back(builtin_tokenizer().id(std::to_string(i)));
     return d;
   }();
+  if (task_metric(ex.task) == TaskMetric::kExact) {
+    // each digit one of 10; each other token (a variable walk's names) one of the names
+    const double names = static_cast<double>(builtin_vocabulary().names.size());
+    double chance = 1.0;
+    for (int64_t id : ex.answer)
+      chance /= std::find(digits.begin(), digits.end(), id) != digits.end() ? 10.0 : names;
+    return chance;
+  }
   std::mt19937_64 rng(ex.seed);
   constexpr int kDraws = 256;
   double total = 0;
