@@ -818,10 +818,11 @@ std::vector<FollowUp> passage_follow_ups(const TaskExample& ex) {
   const size_t end = static_cast<size_t>(ex.question_begin);
   // "words with 4 keywords paragraph d d d .": the keywords of a paragraph are
   // the names since the previous paragraph's closing id
+  const int64_t paragraph = l.id("paragraph");
   std::vector<int64_t> names;
   for (size_t i = 0; i < end; ++i) {
     if (name_at(p, i)) names.push_back(p[i]);
-    if (p[i] != l.id("paragraph") || i + 5 > end || !digits_at(p, i + 1, 3) || p[i + 4] != l.dot) continue;
+    if (p[i] != paragraph || i + 5 > end || !digits_at(p, i + 1, 3) || p[i + 4] != l.dot) continue;
     FollowUp f;
     f.question = {Tokenizer::kQ, l.id("which"), l.id("paragraph"), l.id("has")};
     f.question.insert(f.question.end(), names.begin(), names.end());
