@@ -44,7 +44,7 @@ int run_eval_text(const std::vector<std::string>& args) {
       ("budget", po::value(&budget_text)->default_value("50%"), "the baselines' budget when no NAMM runs")
       ("delay", po::value(&delay)->default_value(0), "tokens between policy updates (0: the NAMM's, else 512)")
       ("prompt-chunk", po::value(&chunk)->default_value(128), "most prompt tokens fed at once")
-      ("max-answer-tokens", po::value(&answer_tokens)->default_value(8), "greedy answer length limit")
+      ("max-answer-tokens", po::value(&answer_tokens)->default_value(kMaxAnswerTokens), "greedy answer length limit")
       ("seed", po::value(&seed)->default_value(0), "seed of the random policy")
       ("threads", po::value(&threads)->default_value(2), "worker threads")
       ("out-json", po::value(&json_path), "write the results as JSON")

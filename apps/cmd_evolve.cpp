@@ -47,7 +47,7 @@ int run_evolve(const std::vector<std::string>& args) {
       ("context-tokens", po::value(&contexts)->multitoken(), "prompt lengths, cycled over a batch (default 1024)")
       ("delay", po::value(&delay)->default_value(512), "tokens between NAMM updates (a multiple of 16)")
       ("prompt-chunk", po::value(&chunk)->default_value(128), "most prompt tokens fed at once")
-      ("max-answer-tokens", po::value(&answer_tokens)->default_value(8), "greedy answer length limit")
+      ("max-answer-tokens", po::value(&answer_tokens)->default_value(kMaxAnswerTokens), "greedy answer length limit")
       ("threads", po::value(&threads)->default_value(2), "worker threads (one torch thread each)")
       ("checkpoint-dir", po::value(&checkpoint_dir), "checkpoint directory (default: OUT.ckpt); an existing checkpoint is resumed")
       ("log", po::value(&log_path), "JSONL log, one line per generation (default: CHECKPOINT_DIR/log.jsonl)")

@@ -75,7 +75,7 @@ class Rng {
 struct Lexicon {
   std::vector<int64_t> digits, determiners, adjectives, nouns, verbs, prepositions, names;
   std::vector<int64_t> common;  // every filler word, for paragraph bodies
-  int64_t dot, colon, qmark, equals;
+  int64_t dot, colon, qmark, equals, comma;
 
   int64_t id(const char* word) const { return builtin_tokenizer().id(word); }
   std::vector<int64_t> words(std::initializer_list<const char*> list) const {
@@ -108,6 +108,7 @@ const Lexicon& lexicon() {
     l.colon = l.id(":");
     l.qmark = l.id("?");
     l.equals = l.id("=");
+    l.comma = l.id(",");
     return l;
   }();
   return lex;
@@ -498,13 +499,24 @@ Draft make_variables(Rng& rng, int64_t context) {
   chains.push_back(new_chain(rng.range(1, max_hops)));
   d.question = {Tokenizer::kQ, l.id("what"), l.id("is"), l.id("var"), chains[0].vars.back(), l.qmark,
                 Tokenizer::kA};
-  // The answer walks the chain back to its root, one assignment per token,
-  // then gives the value ("var c" -> "b a d d d"): each step is one lookup of
-  // "var X = ...", which a two-layer host can make, where the value alone
-  // would need all hops in one forward pass (session 6: 0.25 at 1k tokens).
-  // Exact match scores the whole walk, so a wrong turn is a wrong answer.
-  d.answer.assign(chains[0].vars.rbegin() + 1, chains[0].vars.rend());
-  d.answer.insert(d.answer.end(), chains[0].value.begin(), chains[0].value.end());
+  // The answer restates the chain's assignments from the asked variable back
+  // to its root ("var c" -> "c = b , b = a , a = d d d"). Each step is one
+  // lookup of "var X = ...", which a two-layer host can make, where the value
+  // alone would need all hops in one forward pass (session 6: 0.25 at 1k
+  // tokens). Restating the key makes every step the same lookup, keyed by
+  // the token before "=": a bare walk ("b a d d d") keys its first step on the
+  // question and the others on the token just written, two circuits, and
+  // the host learned neither (session 8: 0.06 at 1k). Exact match scores the
+  // whole walk, so a wrong turn is a wrong answer.
+  {
+    const std::vector<int64_t>& v = chains[0].vars;
+    for (size_t k = v.size() - 1; k > 0; --k) {
+      for (int64_t id : {v[k], l.equals, v[k - 1], l.comma}) d.answer.push_back(id);
+    }
+    d.answer.push_back(v[0]);
+    d.answer.push_back(l.equals);
+    d.answer.insert(d.answer.end(), chains[0].value.begin(), chains[0].value.end());
+  }
   set_body(d, context);
   const int64_t root_len = 3 + kValueDigits + 1, link_len = 5;  // "var a = d d d ." and "var b = a ."
   auto chain_len = [&](const Chain& c) {
@@ -848,10 +860,10 @@ std::vector<FollowUp> variable_follow_ups(const TaskExample& ex) {
   for (size_t i = 0; i + 5 <= end; ++i) {
     if (p[i] != l.id("var") || !name_at(p, i + 1) || p[i + 2] != l.equals) continue;
     if (digits_at(p, i + 3, kValueDigits) && i + 3 + kValueDigits < end && p[i + 3 + kValueDigits] == l.dot) {
-      walk[p[i + 1]] = slice(p, i + 3, kValueDigits);
+      walk[p[i + 1]] = concat({{p[i + 1], l.equals}, slice(p, i + 3, kValueDigits)});
       order.push_back(p[i + 1]);
     } else if (name_at(p, i + 3) && p[i + 4] == l.dot && walk.count(p[i + 3])) {
-      walk[p[i + 1]] = concat({{p[i + 3]}, walk[p[i + 3]]});
+      walk[p[i + 1]] = concat({{p[i + 1], l.equals, p[i + 3], l.comma}, walk[p[i + 3]]});
       order.push_back(p[i + 1]);
     }
   }

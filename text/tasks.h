@@ -1,7 +1,8 @@
 // Synthetic long-context tasks the language host is trained on from scratch
 // and NAMMs are evolved on: retrieval and induction-style questions over a
 // context of a requested length, full of forgettable filler, look-alike
-// distractors and superseded values, with short (1-6 token) answers.
+// distractors and superseded values, with short answers (1-6 tokens; a
+// variable walk restates its assignments in up to kMaxAnswerTokens).
 //
 // Every example is a pure function of (task, split, index, context_tokens):
 // the RNG seed is an injective packing of those four numbers pushed through a
@@ -27,8 +28,9 @@
 //                      closed by their id;
 //                      <q> which paragraph has k1 k2 k3 k4 ? -> d d d
 //   variable_tracking  "var a = d d d ." "var b = a ." chains with decoy chains;
-//                      <q> what is var c ? -> b a d d d (the walk back to
-//                      the root, then its value; a root asked -> d d d)
+//                      <q> what is var c ? -> c = b , b = a , a = d d d
+//                      (each assignment restated on the walk back to the
+//                      root; a root asked -> a = d d d)
 //   counting           names sprinkled in filler; <q> how many NAME ? -> d
 //
 // No torch here: ids are plain int64 vectors.
@@ -47,6 +49,10 @@ enum class Split { kTrain = 0, kValidation = 1, kTest = 2 };
 const char* to_string(Split split);
 /// Parses "train", "validation" (or "val"), "test"; throws std::invalid_argument.
 Split parse_split(const std::string& text);
+
+/// The longest answer any task makes: a variable walk of three hops,
+/// "d = c , c = b , b = a , a = 1 2 3". Greedy decoding stops here by default.
+constexpr int64_t kMaxAnswerTokens = 17;
 
 /// How a prediction is scored against the answer.
 enum class TaskMetric {
@@ -67,7 +73,7 @@ struct TaskExample {
   int64_t index = 0;                   ///< example index within (task, split).
   uint64_t seed = 0;                   ///< the RNG seed it was generated from.
   std::vector<int64_t> prompt;         ///< [T] ids: <bos> ... <q> question <a>.
-  std::vector<int64_t> answer;         ///< [A] ids, 1..6 tokens, no <eos>.
+  std::vector<int64_t> answer;         ///< [A] ids, 1..kMaxAnswerTokens, no <eos>.
   std::string answer_text;             ///< answer decoded ("4 1 2").
   std::vector<TokenSpan> evidence;     ///< prompt spans needed to answer (target record(s)).
   std::vector<TokenSpan> distractors;  ///< prompt spans of competing records (look-alikes,

@@ -37,7 +37,7 @@ struct NammModel;
 struct AnswerOptions {
   int64_t delay = 512;          ///< tokens between memory updates.
   int64_t prompt_chunk = 128;   ///< most prompt tokens fed at once.
-  int64_t max_answer_tokens = 8;  ///< greedy decoding stops at <eos> or after this many tokens.
+  int64_t max_answer_tokens = kMaxAnswerTokens;  ///< greedy decoding stops at <eos> or after this many tokens.
 
   /// Throws std::invalid_argument naming the offending value (each must be >= 1).
   void validate() const;

@@ -41,7 +41,6 @@ namespace fs = std::filesystem;
 constexpr const char* kStateFile = "trainer_state.safetensors";
 constexpr const char* kStateFormat = "namm-train-lm-state";
 constexpr int64_t kContextMultiple = 64;
-constexpr int64_t kMaxAnswerTokens = 8;
 
 /// A hash of (seed, step, slot, stream): the data of a step never depends on earlier steps.
 uint64_t step_hash(uint64_t seed, int64_t step, int64_t slot, uint64_t stream) {
@@ -112,8 +111,8 @@ void TrainLmOptions::validate() const {
   check(long_fraction == 0 || long_context >= max_context,
         "long_context " + str(long_context) + " is below max_context " + str(max_context));
   const int64_t longest = long_fraction > 0 ? std::max(long_context, max_context) : max_context;
-  // a follow-up is at most 12 question tokens, 6 answer tokens and <eos>
-  check(max_positions >= longest + kMaxAnswerTokens + 19 * follow_ups,
+  // a follow-up is at most 12 question tokens, kMaxAnswerTokens answer tokens and <eos>
+  check(max_positions >= longest + kMaxAnswerTokens + (13 + kMaxAnswerTokens) * follow_ups,
         "max_positions " + str(max_positions) + " is below the longest training sequence " + str(longest));
   check(follow_ups >= 0 && follow_ups <= 64, "follow_ups must be in [0, 64], got " + str(follow_ups));
   check(batch_tokens >= 1, "batch_tokens must be >= 1, got " + str(batch_tokens));
@@ -418,11 +417,16 @@ double form_chance(const TaskExample& ex) {
     return d;
   }();
   if (task_metric(ex.task) == TaskMetric::kExact) {
-    // each digit one of 10; each other token (a variable walk's names) one of the names
+    // each digit one of 10; each name of a variable walk one of the names;
+    // the walk's "=" and "," are its form, given
+    const Tokenizer& tokenizer = builtin_tokenizer();
+    const int64_t equals = tokenizer.id("="), comma = tokenizer.id(",");
     const double names = static_cast<double>(builtin_vocabulary().names.size());
     double chance = 1.0;
-    for (int64_t id : ex.answer)
+    for (int64_t id : ex.answer) {
+      if (id == equals || id == comma) continue;
       chance /= std::find(digits.begin(), digits.end(), id) != digits.end() ? 10.0 : names;
+    }
     return chance;
   }
   std::mt19937_64 rng(ex.seed);
