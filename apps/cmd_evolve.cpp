@@ -29,6 +29,7 @@ int run_evolve(const std::vector<std::string>& args) {
   int threads = 2;
   bool no_share = false;
   std::string cluster_kind = "auto";
+  std::string scaling_text = "frozen_stats";
   int64_t screen_draws = 0;
   double kv_target = 1.0, kv_penalty = 0.0;
   po::options_description options("options");
@@ -46,6 +47,7 @@ int run_evolve(const std::vector<std::string>& args) {
       ("kv-penalty", po::value(&kv_penalty)->default_value(0.0), "fitness lost per unit of retained fraction above --kv-target (0: no memory pressure)")
       ("context-tokens", po::value(&contexts)->multitoken(), "prompt lengths, cycled over a batch (default 1024)")
       ("delay", po::value(&delay)->default_value(512), "tokens between NAMM updates (a multiple of 16)")
+      ("feature-scaling", po::value(&scaling_text)->default_value(scaling_text), "frozen_stats (the paper: statistics of this host, frozen after generation 1) or per_head (each head standardises its own tokens at each update)")
       ("prompt-chunk", po::value(&chunk)->default_value(128), "most prompt tokens fed at once")
       ("max-answer-tokens", po::value(&answer_tokens)->default_value(kMaxAnswerTokens), "greedy answer length limit")
       ("threads", po::value(&threads)->default_value(2), "worker threads (one torch thread each)")
@@ -75,6 +77,11 @@ int run_evolve(const std::vector<std::string>& args) {
   evolution.kv_penalty = kv_penalty;
   if (!contexts.empty()) evolution.context_tokens = contexts;
   evolution.namm.delay = delay;
+  try {
+    evolution.namm.feature_scaling = parse_feature_scaling(scaling_text);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--feature-scaling: ") + e.what());
+  }
   evolution.fitness.answer.delay = delay;
   evolution.fitness.answer.prompt_chunk = chunk;
   evolution.fitness.answer.max_answer_tokens = answer_tokens;

@@ -1,6 +1,7 @@
 // `namm`: one program, one subcommand per job. Errors from anywhere below
 // are caught here, once, and printed as a single line.
 #include "apps/command.h"
+#include "core/allocator.h"
 
 #include <c10/util/Exception.h>
 
@@ -53,6 +54,8 @@ std::string first_line(const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // before any tensor or thread exists: tensor-sized blocks stay in the heap
+  namm::tune_allocator_for_tensors();
   if (argc < 2) {
     print_usage(std::cerr);
     return 2;

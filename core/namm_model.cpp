@@ -66,6 +66,7 @@ class ConfigReader {
     if (!v.is_number()) fail(dotted, "must be a number, got " + v.dump());
     return v.get<double>();
   }
+  bool has(const std::string& key) const { return root_.contains(key); }
   std::string string(const std::string& dotted) {
     const json& v = field(dotted);
     if (!v.is_string()) fail(dotted, "must be a string, got " + v.dump());
@@ -100,6 +101,20 @@ std::string json_error(const std::string& text) {
 }
 
 }  // namespace
+
+const char* to_string(FeatureScaling scaling) {
+  switch (scaling) {
+    case FeatureScaling::kFrozenStats: return "frozen_stats";
+    case FeatureScaling::kPerHead: return "per_head";
+  }
+  return "?";
+}
+
+FeatureScaling parse_feature_scaling(const std::string& text) {
+  if (text == "frozen_stats" || text == "frozen-stats") return FeatureScaling::kFrozenStats;
+  if (text == "per_head" || text == "per-head") return FeatureScaling::kPerHead;
+  throw std::invalid_argument("unknown feature scaling '" + text + "' (choose frozen_stats or per_head)");
+}
 
 void NammConfig::validate() const {
   const auto fail = [](const std::string& problem) {
@@ -138,6 +153,7 @@ std::string NammConfig::to_json() const {
       {"bam", {{"input_dim", bam.input_dim}, {"hidden_dim", bam.hidden_dim}}},
       {"selection", {{"cap", selection.cap}, {"layout", to_string(selection.layout)}}},
       {"delay", delay},
+      {"feature_scaling", to_string(feature_scaling)},
   };
   return j.dump();
 }
@@ -170,6 +186,14 @@ NammConfig NammConfig::from_json(const std::string& text) {
                                 e.what());
   }
   c.delay = r.integer("delay");
+  if (r.has("feature_scaling")) {
+    const std::string scaling = r.string("feature_scaling");
+    try {
+      c.feature_scaling = parse_feature_scaling(scaling);
+    } catch (const std::exception& e) {
+      throw std::invalid_argument(std::string("NammConfig JSON: field \"feature_scaling\": ") + e.what());
+    }
+  }
   r.reject_unknown();
   c.validate();
   return c;

@@ -14,6 +14,26 @@
 
 namespace namm {
 
+/// How the spectrogram features are put on a common scale before scoring.
+enum class FeatureScaling {
+  /// The published method: standardised with running statistics pooled over
+  /// the evolution host's layers, heads and tokens, frozen after generation 1
+  /// and stored with the model. The scale is the evolution host's.
+  kFrozenStats,
+  /// Each head, at each update, standardises every feature over its own
+  /// cached tokens (mean 0, variance 1 across the tokens). A token is scored
+  /// by how its attention compares with its neighbours', whatever the host's
+  /// attention scale: multiplying a head's attention by a constant changes
+  /// nothing. For transfer to hosts whose attention is spread differently
+  /// (a Decision Transformer's is 3-5 times flatter than the language host's).
+  kPerHead,
+};
+
+/// "frozen_stats", "per_head".
+const char* to_string(FeatureScaling scaling);
+/// Parses to_string's names (and "frozen-stats", "per-head"); throws std::invalid_argument.
+FeatureScaling parse_feature_scaling(const std::string& text);
+
 /// Everything that shapes a NAMM apart from its learned numbers.
 struct NammConfig {
   SpectrogramOptions spectrogram;
@@ -22,6 +42,7 @@ struct NammConfig {
   BamOptions bam;                   ///< bam.input_dim must equal recency_dim + spectrogram.num_freqs().
   SelectionOptions selection;
   int64_t delay = 512;              ///< tokens between updates (a multiple of spectrogram.hop).
+  FeatureScaling feature_scaling = FeatureScaling::kFrozenStats;
 
   /// Throws std::invalid_argument with the offending values if inconsistent:
   /// n_fft even > hop > 0, 0 < ema_gamma < 1, recency_dim even >= 0,
@@ -31,10 +52,12 @@ struct NammConfig {
   /// JSON text of all fields (stored in checkpoints), nested like the structs:
   /// {"spectrogram": {"n_fft", "hop", "ema_gamma"}, "recency_dim",
   /// "recency_max_freq", "bam": {"input_dim", "hidden_dim"},
-  /// "selection": {"cap", "layout"}, "delay"}.
+  /// "selection": {"cap", "layout"}, "delay", "feature_scaling"}.
   std::string to_json() const;
-  /// Parses to_json's text and validates it; every field is required and
-  /// unknown fields are rejected. Throws std::invalid_argument naming the field.
+  /// Parses to_json's text and validates it; every field is required (but
+  /// "feature_scaling", absent from models saved before it existed, which
+  /// means frozen_stats) and unknown fields are rejected. Throws
+  /// std::invalid_argument naming the field.
   static NammConfig from_json(const std::string& text);
 };
 

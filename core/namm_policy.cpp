@@ -79,10 +79,23 @@ at::Tensor NammPolicy::raw_spectrogram(int layer, size_t head, const HeadObserva
   return featurizer_.update(observation.attention, num_new_tokens, state);  // [T, F]
 }
 
+at::Tensor NammPolicy::scale_features(const at::Tensor& spectrogram, FeatureScaling scaling) const {
+  if (scaling == FeatureScaling::kFrozenStats) return normalizer_.apply(spectrogram);
+  // per head: over this head's cached tokens. A constant feature (one token,
+  // or all tokens alike) becomes 0, the value of an average token.
+  const at::Tensor x = spectrogram.to(at::kDouble);
+  const at::Tensor mean = x.mean(0, /*keepdim=*/true);
+  const at::Tensor var = (x - mean).square().mean(0, /*keepdim=*/true);
+  // eps relative to the feature's own size, so a head that attends 100 times
+  // more weakly is scaled the same, and exact ties are not blown up.
+  const at::Tensor eps = 1e-12 * mean.square() + 1e-30;
+  return (x - mean) / (var + eps).sqrt();
+}
+
 at::Tensor NammPolicy::assemble_features(const HeadObservation& observation,
                                          const at::Tensor& spectrogram) const {
   const NammConfig& config = model_->config;
-  const at::Tensor normalized = normalizer_.apply(spectrogram).to(at::kFloat);  // [T, F]
+  const at::Tensor normalized = scale_features(spectrogram, config.feature_scaling).to(at::kFloat);  // [T, F]
   if (config.recency_dim == 0) return normalized.contiguous();
   const int64_t num_tokens = observation.positions.size(0);
   // age is measured from the newest cached token of this head.

@@ -25,7 +25,7 @@ class NammPolicy : public MemoryPolicy {
   /// over layers, heads, tokens and sequences: reset() keeps it).
   const FeatureNormalizer& normalizer() const { return normalizer_; }
 
-  /// The 25 features [T, recency_dim + F] of one head (normalised spectrogram
+  /// The 25 features [T, recency_dim + F] of one head (scaled spectrogram
   /// EMA appended to the recency embedding), updating that head's state.
   /// Exposed for `namm score` and tests.
   at::Tensor head_features(int layer, int head, const HeadObservation& observation,
@@ -38,7 +38,9 @@ class NammPolicy : public MemoryPolicy {
   /// Validates one head and advances its spectrogram state: -> [T, F] raw EMA.
   at::Tensor raw_spectrogram(int layer, size_t head, const HeadObservation& observation,
                              int64_t num_new_tokens);
-  /// [recency(T), normalised spectrogram [T, F]] -> [T, recency_dim + F].
+  /// The raw spectrogram EMA [T, F] on the model's common scale (NammConfig::feature_scaling).
+  at::Tensor scale_features(const at::Tensor& spectrogram, FeatureScaling scaling) const;
+  /// [recency(T), scaled spectrogram [T, F]] -> [T, recency_dim + F].
   at::Tensor assemble_features(const HeadObservation& observation,
                                const at::Tensor& spectrogram) const;
 

@@ -283,6 +283,7 @@ json provenance(const EvolutionOptions& options, const RunState& state, int64_t 
   out["kv_penalty"] = options.kv_penalty;
   out["context_tokens"] = options.context_tokens;
   out["delay"] = options.namm.delay;
+  out["feature_scaling"] = to_string(options.namm.feature_scaling);
   out["git_commit"] = options.git_commit;
   out["lm_checkpoint"] = options.lm_checkpoint;
   out["final_fitness"] = number_or_null(state.last_mean_fitness);

@@ -35,6 +35,7 @@ NammConfig small_config() {
   c.selection.cap = 64;
   c.selection.layout = CacheLayout::kRectangular;
   c.delay = 32;
+  c.feature_scaling = FeatureScaling::kPerHead;
   return c;
 }
 
@@ -49,6 +50,7 @@ void expect_same_config(const NammConfig& a, const NammConfig& b) {
   EXPECT_EQ(a.selection.cap, b.selection.cap);
   EXPECT_EQ(a.selection.layout, b.selection.layout);
   EXPECT_EQ(a.delay, b.delay);
+  EXPECT_EQ(a.feature_scaling, b.feature_scaling);
 }
 
 // The message of what f throws as E, or a test failure.
@@ -125,6 +127,23 @@ TEST(NammConfig, FromJsonNamesMissingField) {
       "recency_dim": 8, "recency_max_freq": 50000.0})";
   EXPECT_TRUE(contains(error_of<std::invalid_argument>([&] { NammConfig::from_json(no_bam); }),
                        "field \"bam\" is missing"));
+}
+
+TEST(NammConfig, ConfigWithoutFeatureScalingIsTheFrozenStatsOfOlderModels) {
+  std::string text = small_config().to_json();
+  const std::string field = ",\"feature_scaling\":\"per_head\"";
+  ASSERT_TRUE(contains(text, field)) << text;
+  text.erase(text.find(field), field.size());
+  EXPECT_EQ(NammConfig::from_json(text).feature_scaling, FeatureScaling::kFrozenStats);
+  EXPECT_EQ(NammConfig().feature_scaling, FeatureScaling::kFrozenStats);  // the published method
+}
+
+TEST(NammConfig, FromJsonRejectsUnknownFeatureScaling) {
+  std::string text = small_config().to_json();
+  text.replace(text.find("per_head"), 8, "per_layer");
+  const std::string message = error_of<std::invalid_argument>([&] { NammConfig::from_json(text); });
+  EXPECT_TRUE(contains(message, "feature_scaling")) << message;
+  EXPECT_TRUE(contains(message, "per_layer")) << message;
 }
 
 TEST(NammConfig, FromJsonRejectsUnknownLayout) {
@@ -247,7 +266,9 @@ TEST_F(NammModelFiles, ZerosRoundTripKeepsAnUnfrozenEmptyNormalizer) {
 TEST_F(NammModelFiles, LoadsPythonWrittenCheckpoint) {
   const NammModel m =
       NammModel::load(std::string(NAMM_FIXTURES_DIR) + "/safetensors/namm_small.safetensors");
-  expect_same_config(m.config, small_config());
+  NammConfig expected = small_config();
+  expected.feature_scaling = FeatureScaling::kFrozenStats;  // the fixture's config predates the field
+  expect_same_config(m.config, expected);
   const int64_t p = small_config().bam.param_count();
   ASSERT_EQ(m.params.sizes(), at::IntArrayRef({p}));
   EXPECT_TRUE(at::equal(m.params, (at::arange(p, at::kFloat) - p / 2.0f) * 0.01f));

@@ -239,6 +239,37 @@ TEST(NammPolicy, HeadFeaturesAreRecencyThenSpectrogram) {
   EXPECT_TRUE(at::allclose(features[23].slice(0, 4, 8), at::ones({4})));
 }
 
+// The spectrogram features of a head [T, 17] after scaling, for attention * factor.
+at::Tensor scaled_spectrogram(FeatureScaling scaling, double factor) {
+  NammConfig config;
+  config.feature_scaling = scaling;
+  NammModel model = NammModel::zeros(config);
+  model.normalizer.set(at::full({17}, 0.02, at::kDouble), at::full({17}, 1e-3, at::kDouble), 100.0);
+  NammPolicy policy(std::make_shared<const NammModel>(std::move(model)));
+  at::manual_seed(6);
+  FakeHost host(1);
+  HeadObservation head = host.step(0, 48, 32).heads[0];
+  head.attention = head.attention * factor;
+  return policy.head_features(0, 0, head, 48).slice(1, config.recency_dim);
+}
+
+TEST(NammPolicy, PerHeadScalingIgnoresTheHostsAttentionScale) {
+  const at::Tensor base = scaled_spectrogram(FeatureScaling::kPerHead, 1.0);
+  const at::Tensor flatter = scaled_spectrogram(FeatureScaling::kPerHead, 0.2);
+  EXPECT_TRUE(at::allclose(base, flatter, 1e-4, 1e-4));
+  // standardised over the head's tokens: every feature has mean 0, variance 1
+  EXPECT_LT(base.mean(0).abs().max().item<double>(), 1e-4);
+  EXPECT_NEAR(base.var(0, /*unbiased=*/false).mean().item<double>(), 1.0, 1e-3);
+}
+
+TEST(NammPolicy, FrozenStatsScalingSeesTheHostsAttentionScale) {
+  const at::Tensor base = scaled_spectrogram(FeatureScaling::kFrozenStats, 1.0);
+  const at::Tensor flatter = scaled_spectrogram(FeatureScaling::kFrozenStats, 0.2);
+  EXPECT_FALSE(at::allclose(base, flatter, 1e-2, 1e-2));
+  // a flatter host's tokens all look like weakly attended ones
+  EXPECT_LT(flatter.mean().item<double>(), base.mean().item<double>());
+}
+
 TEST(NammPolicy, MismatchedAttentionAndPositionsThrowWithSizes) {
   NammPolicy policy(zero_model());
   LayerObservation observation;
