@@ -29,7 +29,7 @@ int run_eval_text(const std::vector<std::string>& args) {
   std::string lm_dir, namm_path, json_path, md_path, predictions_path, split = "test", budget_text = "50%";
   std::vector<std::string> task_args, policy_args;
   std::vector<int64_t> contexts;
-  int64_t examples = 16, delay = 0, chunk = 128, answer_tokens = 8;
+  int64_t examples = 16, delay = 0, chunk = 128, answer_tokens = kMaxAnswerTokens;
   uint64_t seed = 0;
   int threads = 2;
   po::options_description options("options");

@@ -23,7 +23,7 @@ int run_evolve(const std::vector<std::string>& args) {
   std::string lm_dir, out_path, checkpoint_dir, log_path;
   std::vector<std::string> stage_texts;
   std::vector<int64_t> contexts;
-  int64_t generations = 10, population = 32, prompts = 8, delay = 512, chunk = 128, answer_tokens = 8, stop_after = 0;
+  int64_t generations = 10, population = 32, prompts = 8, delay = 512, chunk = 128, answer_tokens = kMaxAnswerTokens, stop_after = 0;
   double sigma = 0.065;
   uint64_t seed = 0;
   int threads = 2;
