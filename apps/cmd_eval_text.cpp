@@ -48,7 +48,7 @@ int run_eval_text(const std::vector<std::string>& args) {
       ("seed", po::value(&seed)->default_value(0), "seed of the random policy")
       ("threads", po::value(&threads)->default_value(2), "worker threads")
       ("out-json", po::value(&json_path), "write the results as JSON")
-      ("out-md", po::value(&md_path), "write the markdown table")
+      ("out-md", po::value(&md_path), "write the markdown table (and, with several --context-tokens, a table per prompt length)")
       ("out-predictions", po::value(&predictions_path), "write every policy's answer to every example (JSONL)");
   po::variables_map vm;
   if (!parse_options("eval-text", "--lm DIR [--namm NAMM.safetensors] [options]", options, args, vm)) return 0;

@@ -265,20 +265,27 @@ std::vector<PolicyEvaluation> evaluate_policies(const Llama& model, const std::v
   });
   for (PolicyEvaluation& result : results) {
     double retained = 0.0;
-    for (const ExampleOutcome& outcome : result.outcomes) {
-      TaskSummary& summary = result.tasks[outcome.task];
-      summary.examples += 1;
-      summary.mean_score += outcome.score;
-      summary.mean_retained_fraction += outcome.retained_fraction;
-      summary.mean_final_cache_fraction += outcome.final_cache_fraction;
+    for (size_t e = 0; e < examples.size(); ++e) {
+      const ExampleOutcome& outcome = result.outcomes[e];
+      const int64_t length = static_cast<int64_t>(examples[e].prompt.size());
+      for (TaskSummary* summary : {&result.tasks[outcome.task], &result.tasks_by_length[length][outcome.task]}) {
+        summary->examples += 1;
+        summary->mean_score += outcome.score;
+        summary->mean_retained_fraction += outcome.retained_fraction;
+        summary->mean_final_cache_fraction += outcome.final_cache_fraction;
+      }
       retained += outcome.retained_fraction;
     }
-    for (auto& [task, summary] : result.tasks) {
-      const double n = static_cast<double>(summary.examples);
-      summary.mean_score /= n;
-      summary.mean_retained_fraction /= n;
-      summary.mean_final_cache_fraction /= n;
-    }
+    const auto to_means = [](std::map<std::string, TaskSummary>& tasks) {
+      for (auto& [task, summary] : tasks) {
+        const double n = static_cast<double>(summary.examples);
+        summary.mean_score /= n;
+        summary.mean_retained_fraction /= n;
+        summary.mean_final_cache_fraction /= n;
+      }
+    };
+    to_means(result.tasks);
+    for (auto& [length, tasks] : result.tasks_by_length) to_means(tasks);
     result.mean_retained_fraction = num_examples > 0 ? retained / static_cast<double>(num_examples) : 1.0;
   }
   return results;
@@ -364,6 +371,21 @@ TextComparison compare_policies(const Llama& model, std::shared_ptr<const NammMo
     row.tasks = evaluation.tasks;
     row.mean_normalized_score = normalized_score(row.tasks, full != evaluations.end() ? &full->second.tasks : nullptr);
     row.mean_retained_fraction = evaluation.mean_retained_fraction;
+    for (const auto& [length, tasks] : evaluation.tasks_by_length) {
+      LengthSummary& at_length = row.by_length[length];
+      const std::map<std::string, TaskSummary>* full_at_length = nullptr;
+      if (full != evaluations.end()) {
+        const auto found = full->second.tasks_by_length.find(length);
+        if (found != full->second.tasks_by_length.end()) full_at_length = &found->second;
+      }
+      at_length.mean_normalized_score = normalized_score(tasks, full_at_length);
+      double retained = 0.0;
+      for (const auto& [task, summary] : tasks) {
+        at_length.examples += summary.examples;
+        retained += summary.mean_retained_fraction * static_cast<double>(summary.examples);
+      }
+      at_length.mean_retained_fraction = at_length.examples > 0 ? retained / static_cast<double>(at_length.examples) : 1.0;
+    }
     comparison.rows.push_back(std::move(row));
     for (size_t e = 0; e < examples.size(); ++e) {
       const TaskExample& example = examples[e];
@@ -442,6 +464,13 @@ std::string TextComparison::to_json() const {
                         {"final_cache_fraction", summary.mean_final_cache_fraction}};
     }
     r["tasks"] = per_task;
+    nlohmann::json per_length = nlohmann::json::object();
+    for (const auto& [length, summary] : row.by_length) {
+      per_length[std::to_string(length)] = {{"examples", summary.examples},
+                                            {"normalized_score", number(summary.mean_normalized_score)},
+                                            {"retained_fraction", summary.mean_retained_fraction}};
+    }
+    r["by_context_tokens"] = per_length;
     out["rows"].push_back(r);
   }
   return out.dump(2) + "\n";
@@ -466,6 +495,27 @@ std::string TextComparison::to_markdown() const {
   out << "\n" << split << " split, " << examples_per_task << " examples per task and context length (";
   for (size_t i = 0; i < context_tokens.size(); ++i) out << (i ? ", " : "") << context_tokens[i];
   out << " tokens); baselines at the NAMM's mean retained fraction.\n";
+  if (context_tokens.size() < 2) return out.str();
+
+  // the same rows split by prompt length: each normalised against the full cache at that length
+  out << "\n| policy |";
+  for (int64_t length : context_tokens) out << " " << length << " tokens: norm. score | KV retained |";
+  out << "\n|---|";
+  for (size_t i = 0; i < context_tokens.size(); ++i) out << "---:|---:|";
+  out << "\n";
+  for (const ComparisonRow& row : rows) {
+    out << "| " << row.policy << " |";
+    for (int64_t length : context_tokens) {
+      const auto it = row.by_length.find(length);
+      if (it == row.by_length.end()) {
+        out << " - | - |";
+      } else {
+        out << " " << format_number(it->second.mean_normalized_score, 3) << " | "
+            << format_number(100.0 * it->second.mean_retained_fraction, 1) << "% |";
+      }
+    }
+    out << "\n";
+  }
   return out.str();
 }
 

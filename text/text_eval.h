@@ -121,6 +121,8 @@ struct PolicyEvaluation {
   std::string policy;                      ///< the spec's name.
   std::vector<ExampleOutcome> outcomes;    ///< one per example, in the examples' order.
   std::map<std::string, TaskSummary> tasks;  ///< per task.
+  /// per prompt length (the examples' prompt.size()), then per task.
+  std::map<int64_t, std::map<std::string, TaskSummary>> tasks_by_length;
   double mean_retained_fraction = 0.0;     ///< over all examples.
 };
 
@@ -145,6 +147,15 @@ struct TextComparisonOptions {
   AnswerOptions answer;
 };
 
+/// A policy's results at one prompt length. A mean over lengths can hide a
+/// policy that wins at 1k and loses at 2k, and a NAMM's retained fraction
+/// moves with the length where a baseline's budget does not.
+struct LengthSummary {
+  int64_t examples = 0;
+  double mean_normalized_score = 0.0;   ///< as ComparisonRow's, against the full cache at this length.
+  double mean_retained_fraction = 0.0;  ///< over this length's examples.
+};
+
 /// One row of the comparison table.
 struct ComparisonRow {
   std::string policy;
@@ -152,6 +163,7 @@ struct ComparisonRow {
   std::map<std::string, TaskSummary> tasks;    ///< per task.
   double mean_normalized_score = 0.0;          ///< mean over tasks of score / full-cache score (tasks where full scored 0 are left out; NaN if all).
   double mean_retained_fraction = 0.0;         ///< over all examples.
+  std::map<int64_t, LengthSummary> by_length;  ///< per prompt length.
 };
 
 /// What one policy answered on one example (for reading the errors, not only the means).
@@ -179,7 +191,8 @@ struct TextComparison {
 
   /// {"tasks", "context_tokens", ..., "rows": [{"policy", "budget", "tasks": {task: {...}}, ...}]}.
   std::string to_json() const;
-  /// A markdown table: policy, budget, one score column per task, mean normalised score, mean KV retained.
+  /// A markdown table: policy, budget, one score column per task, mean normalised score, mean KV retained;
+  /// with several prompt lengths, a second table of normalised score and KV retained per length.
   std::string to_markdown() const;
   /// One JSON object per line and per ExamplePrediction, fields named as in the struct.
   std::string predictions_jsonl() const;

@@ -1,7 +1,7 @@
 // Pins text/text_eval.h: answering with the full cache is greedy generate();
 // the shared prefix changes nothing; threads change nothing; the eval-text
-// comparison lists every policy and task and runs the baselines at the NAMM's
-// retained fraction.
+// comparison lists every policy and task, runs the baselines at the NAMM's
+// retained fraction, and splits every row by prompt length.
 #include "text/text_eval.h"
 
 #include "adapters/memory_controller.h"
@@ -19,6 +19,8 @@
 #include <cmath>
 #include <map>
 #include <memory>
+#include <string>
+#include <tuple>
 
 namespace namm {
 namespace {
@@ -182,6 +184,58 @@ TEST(TextEval, ComparisonListsEveryPolicyAndTaskAtTheNammsBudget) {
   const nlohmann::json first = nlohmann::json::parse(jsonl.substr(0, jsonl.find('\n')));
   EXPECT_EQ(first["policy"], comparison.predictions.front().policy);
   EXPECT_EQ(first["prediction"], comparison.predictions.front().prediction);
+}
+
+TEST(TextEval, ComparisonSplitsEveryRowByPromptLength) {
+  const Llama model = tiny_task_model();
+  TextComparisonOptions options;
+  options.tasks = {"kv_retrieval", "needle"};
+  options.examples_per_task = 2;
+  options.context_tokens = {128, 192};
+  options.policies = {"full", "namm", "h2o"};
+  options.threads = 2;
+  options.answer = small_answer(32);
+  const TextComparison comparison = compare_policies(model, random_namm(32, 0.5, 9), options);
+
+  // the per-length means recomputed from the predictions
+  std::map<std::tuple<std::string, int64_t, std::string>, double> score_sum;
+  std::map<std::pair<std::string, int64_t>, double> retained_sum;
+  for (const ExamplePrediction& p : comparison.predictions) {
+    score_sum[{p.policy, p.context_tokens, p.task}] += p.score / 2.0;
+    retained_sum[{p.policy, p.context_tokens}] += p.retained_fraction / 4.0;
+  }
+  const nlohmann::json parsed = nlohmann::json::parse(comparison.to_json());
+  const std::string markdown = comparison.to_markdown();
+  for (int64_t length : options.context_tokens)
+    EXPECT_NE(markdown.find(std::to_string(length) + " tokens: norm. score"), std::string::npos) << length;
+  for (size_t i = 0; i < comparison.rows.size(); ++i) {
+    const ComparisonRow& row = comparison.rows[i];
+    ASSERT_EQ(row.by_length.size(), 2u) << row.policy;
+    double weighted_retained = 0.0;
+    for (int64_t length : options.context_tokens) {
+      const LengthSummary& at = row.by_length.at(length);
+      EXPECT_EQ(at.examples, 4) << row.policy << " " << length;
+      const double retained = retained_sum[std::make_pair(row.policy, length)];
+      EXPECT_NEAR(at.mean_retained_fraction, retained, 1e-12) << row.policy;
+      weighted_retained += at.mean_retained_fraction / 2.0;
+      double normalized = 0.0;
+      int counted = 0;
+      for (const std::string& task : options.tasks) {
+        const double full = score_sum[std::make_tuple(std::string("full"), length, task)];
+        if (full > 0.0) {
+          normalized += score_sum[std::make_tuple(row.policy, length, task)] / full;
+          ++counted;
+        }
+      }
+      if (counted == 0) {
+        EXPECT_TRUE(std::isnan(at.mean_normalized_score)) << row.policy << " " << length;
+      } else {
+        EXPECT_NEAR(at.mean_normalized_score, normalized / counted, 1e-12) << row.policy << " " << length;
+      }
+      EXPECT_EQ(parsed["rows"][i]["by_context_tokens"][std::to_string(length)]["examples"], 4);
+    }
+    EXPECT_NEAR(weighted_retained, row.mean_retained_fraction, 1e-12) << row.policy;
+  }
 }
 
 }  // namespace
