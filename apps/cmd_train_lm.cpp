@@ -88,7 +88,7 @@ int run_train_lm(const std::vector<std::string>& args) {
     o.tasks = split_list(tasks_text);
     require(!o.tasks.empty(), "--tasks is empty");
     for (const std::string& task : o.tasks) {
-      const auto& known = task_names();
+      const auto& known = training_task_names();
       if (std::find(known.begin(), known.end(), task) == known.end()) {
         std::string names;
         for (const std::string& k : known) names += (names.empty() ? "" : ", ") + k;

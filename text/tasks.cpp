@@ -559,6 +559,46 @@ Draft make_variables(Rng& rng, int64_t context) {
 }
 
 // ---------------------------------------------------------------------------
+// variable_lookup (training only): single assignments, some to a name that is
+// never assigned itself, some to digits; <q> what is var X ? -> X = Y.
+//
+// A bridge to variable_tracking. The host trained through session 10 makes
+// the `X = d d d` lookup but not one whose value is a name: of 75 wrong walks
+// 71 went wrong at the first name lookup (models/lm/README.md). Here every
+// question is one name-valued lookup among look-alike records, in the walk's
+// own form, and the walk's stopping rule holds: a walk ends at a value that
+// has no assignment (digits, or a name never assigned).
+
+Draft make_variable_lookup(Rng& rng, int64_t context) {
+  const Lexicon& l = lexicon();
+  Draft d;
+  d.header = l.words({"follow", "the", "variables", "to", "their", "value", "."});
+  const int64_t n_names = static_cast<int64_t>(l.names.size());
+  constexpr int64_t kMaxRecords = 64;
+  // assigned names and name values all distinct, so no value is ever assigned
+  const std::vector<int64_t> name_order = rng.distinct(n_names, 2 * kMaxRecords);
+  const int64_t asked = l.names[name_order[0]], asked_value = l.names[name_order[1]];
+  d.question = {Tokenizer::kQ, l.id("what"), l.id("is"), l.id("var"), asked, l.qmark, Tokenizer::kA};
+  d.answer = {asked, l.equals, asked_value};
+  set_body(d, context);
+  const int64_t name_len = 5;  // "var a = b ."
+  require_body("variable_lookup", d, name_len + 8, context);
+  d.items.push_back({{l.id("var"), asked, l.equals, asked_value, l.dot}, Role::kEvidence});
+  const int64_t budget = std::max(name_len, d.body_tokens * 2 / 5);
+  const int64_t n_others = clamp64(d.body_tokens / 40, 1, kMaxRecords - 1);
+  for (int64_t i = 1; i <= n_others; ++i) {
+    const int64_t var = l.names[name_order[2 * i]];
+    Item item{{}, Role::kDistractor, true};
+    if (rng.below(2) == 0)
+      item.tokens = {l.id("var"), var, l.equals, l.names[name_order[2 * i + 1]], l.dot};
+    else
+      item.tokens = concat({{l.id("var"), var, l.equals}, random_digits(rng, kValueDigits), {l.dot}});
+    if (!d.try_add(std::move(item), budget)) break;
+  }
+  return d;
+}
+
+// ---------------------------------------------------------------------------
 // counting: names sprinkled among filler sentences
 
 Draft make_counting(Rng& rng, int64_t context) {
@@ -596,6 +636,7 @@ struct TaskSpec {
   TaskMetric metric;
   int64_t min_context;
   std::function<Draft(Rng&, int64_t)> make;
+  bool training_only = false;  // a curriculum step, not part of the evaluated suite
 };
 
 const std::vector<TaskSpec>& specs() {
@@ -608,6 +649,7 @@ const std::vector<TaskSpec>& specs() {
       {"passage_retrieval", TaskMetric::kExact, 96, make_passage},
       {"variable_tracking", TaskMetric::kExact, 64, make_variables},
       {"counting", TaskMetric::kExact, 64, make_counting},
+      {"variable_lookup", TaskMetric::kExact, 64, make_variable_lookup, true},
   };
   return all;
 }
@@ -640,6 +682,16 @@ Split parse_split(const std::string& text) {
 }
 
 const std::vector<std::string>& task_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (const auto& s : specs())
+      if (!s.training_only) n.push_back(s.name);
+    return n;
+  }();
+  return names;
+}
+
+const std::vector<std::string>& training_task_names() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> n;
     for (const auto& s : specs()) n.push_back(s.name);
@@ -856,14 +908,24 @@ std::vector<FollowUp> variable_follow_ups(const TaskExample& ex) {
   std::map<int64_t, std::vector<int64_t>> walk;
   std::vector<int64_t> order;
   const size_t end = static_cast<size_t>(ex.question_begin);
-  // roots "var a = d d d ." come before their links "var b = a ." (after_layout)
+  auto assignment_at = [&](size_t i) {
+    return p[i] == l.id("var") && name_at(p, i + 1) && p[i + 2] == l.equals;
+  };
+  std::set<int64_t> assigned;
+  for (size_t i = 0; i + 5 <= end; ++i)
+    if (assignment_at(i)) assigned.insert(p[i + 1]);
+  // roots "var a = d d d ." come before their links "var b = a ." (after_layout);
+  // a walk also ends at a name never assigned (variable_lookup)
   for (size_t i = 0; i + 5 <= end; ++i) {
-    if (p[i] != l.id("var") || !name_at(p, i + 1) || p[i + 2] != l.equals) continue;
+    if (!assignment_at(i)) continue;
     if (digits_at(p, i + 3, kValueDigits) && i + 3 + kValueDigits < end && p[i + 3 + kValueDigits] == l.dot) {
       walk[p[i + 1]] = concat({{p[i + 1], l.equals}, slice(p, i + 3, kValueDigits)});
       order.push_back(p[i + 1]);
     } else if (name_at(p, i + 3) && p[i + 4] == l.dot && walk.count(p[i + 3])) {
       walk[p[i + 1]] = concat({{p[i + 1], l.equals, p[i + 3], l.comma}, walk[p[i + 3]]});
+      order.push_back(p[i + 1]);
+    } else if (name_at(p, i + 3) && p[i + 4] == l.dot && !assigned.count(p[i + 3])) {
+      walk[p[i + 1]] = {p[i + 1], l.equals, p[i + 3]};
       order.push_back(p[i + 1]);
     }
   }
@@ -908,7 +970,7 @@ std::vector<FollowUp> follow_up_questions(const TaskExample& ex, int64_t max_que
   else if (ex.task == "kv_update") all = kv_follow_ups(ex, 1, true);
   else if (ex.task == "needle") all = needle_follow_ups(ex);
   else if (ex.task == "passage_retrieval") all = passage_follow_ups(ex);
-  else if (ex.task == "variable_tracking") all = variable_follow_ups(ex);
+  else if (ex.task == "variable_tracking" || ex.task == "variable_lookup") all = variable_follow_ups(ex);
   else if (ex.task == "counting") all = counting_follow_ups(ex);
   else task_id(ex.task);  // throws for an unknown task
   // Drawn with replacement: asked without replacement, each record exactly

@@ -83,8 +83,16 @@ struct TaskExample {
   int64_t question_begin = 0;          ///< position of <q> in the prompt.
 };
 
-/// The task names, in a fixed order (new tasks are only ever appended).
+/// The evaluated suite's task names, in a fixed order (new tasks are only
+/// ever appended): what eval-text, evolve and train-lm use by default.
 const std::vector<std::string>& task_names();
+
+/// task_names() and the training-only curriculum tasks after them:
+///   variable_lookup    "var a = b ." (b never assigned) and "var a = d d d ."
+///                      single assignments; <q> what is var a ? -> a = b
+///                      (one name-valued lookup in variable_tracking's form)
+/// Every function here accepts them; only train-lm's --tasks lists them.
+const std::vector<std::string>& training_task_names();
 
 /// The metric a task is scored with (kF1 for kv_multi, kExact otherwise);
 /// throws std::invalid_argument for an unknown task.

@@ -97,8 +97,9 @@ std::string oracle(const TaskExample& ex) {
     }
     return best_count == 1 && best == 4 ? best_id : "ambiguous";
   }
-  if (ex.task == "variable_tracking") {
-    // q: <q> what is var NAME ? <a>; follow aliases to a digit value
+  if (ex.task == "variable_tracking" || ex.task == "variable_lookup") {
+    // q: <q> what is var NAME ? <a>; follow aliases to a digit value or to a
+    // name that is never assigned
     std::map<std::string, std::string> value, alias;
     for (size_t i = 0; i + 4 < body.size(); ++i) {
       if (body[i] != "var" || body[i + 2] != "=") continue;
@@ -113,7 +114,8 @@ std::string oracle(const TaskExample& ex) {
       walk += v + " = " + alias[v] + " , ";
       v = alias[v];
     }
-    return value.count(v) ? walk + v + " = " + value[v] : "unresolved";
+    if (value.count(v)) return walk + v + " = " + value[v];
+    return walk.empty() ? "unresolved" : walk.substr(0, walk.size() - 3);
   }
   if (ex.task == "counting") {
     // q: <q> how many NAME ? <a>
@@ -132,8 +134,42 @@ TEST(Tasks, AtLeastFiveTasksWithMetrics) {
   EXPECT_THROW(task_metric("nope"), std::invalid_argument);
 }
 
+TEST(Tasks, TrainingOnlyTasksStayOutOfTheEvaluatedSuite) {
+  const std::vector<std::string>& suite = task_names();
+  const std::vector<std::string>& all = training_task_names();
+  ASSERT_GT(all.size(), suite.size());
+  // the suite first, in its own order, so example seeds stay as they were
+  EXPECT_TRUE(std::equal(suite.begin(), suite.end(), all.begin()));
+  EXPECT_EQ(std::count(suite.begin(), suite.end(), "variable_lookup"), 0);
+  EXPECT_EQ(std::count(all.begin(), all.end(), "variable_lookup"), 1);
+}
+
+TEST(Tasks, VariableLookupAsksANameValueThatIsNeverAssigned) {
+  int name_values = 0, digit_values = 0;
+  for (const TaskExample& ex : make_examples("variable_lookup", Split::kTrain, 0, 20, 1024)) {
+    const Words all = words_of(ex.prompt);
+    const Words body(all.begin(), all.begin() + ex.question_begin);
+    const Words answer = words_of(ex.answer);
+    ASSERT_EQ(answer.size(), 3u);  // "X = Y"
+    EXPECT_EQ(answer[0], all[ex.question_begin + 4]);
+    EXPECT_EQ(answer[1], "=");
+    ASSERT_TRUE(is_name(answer[2]));
+    std::set<std::string> assigned;
+    for (size_t i = 0; i + 4 < body.size(); ++i) {
+      if (body[i] != "var" || body[i + 2] != "=") continue;
+      EXPECT_TRUE(assigned.insert(body[i + 1]).second) << "a name assigned twice";
+      (is_name(body[i + 3]) ? name_values : digit_values) += 1;
+    }
+    EXPECT_EQ(assigned.count(answer[2]), 0u) << "the asked value is itself assigned";
+    EXPECT_GE(assigned.size(), 10u);  // many look-alike records at 1,024 tokens
+  }
+  // both kinds of record, so the host cannot tell the asked one by its kind
+  EXPECT_GT(name_values, 100);
+  EXPECT_GT(digit_values, 100);
+}
+
 TEST(Tasks, SameSeedGivesSameIds) {
-  for (const std::string& task : task_names()) {
+  for (const std::string& task : training_task_names()) {
     const TaskExample a = make_example(task, Split::kTrain, 17, 2048);
     const TaskExample b = make_example(task, Split::kTrain, 17, 2048);
     EXPECT_EQ(a.prompt, b.prompt) << task;
@@ -159,7 +195,7 @@ TEST(Tasks, GeneratedIdsArePinned) {
 }
 
 TEST(Tasks, SplitsNeverShareASeedOrAnExample) {
-  for (const std::string& task : task_names()) {
+  for (const std::string& task : training_task_names()) {
     std::map<uint64_t, Split> seeds;
     std::map<std::vector<int64_t>, Split> prompts;
     for (Split split : {Split::kTrain, Split::kValidation, Split::kTest}) {
@@ -176,7 +212,7 @@ TEST(Tasks, SplitsNeverShareASeedOrAnExample) {
 }
 
 TEST(Tasks, PromptHasExactlyTheRequestedLength) {
-  for (const std::string& task : task_names()) {
+  for (const std::string& task : training_task_names()) {
     std::vector<int64_t> lengths = kLengths;
     lengths.push_back(min_context_tokens(task));
     lengths.push_back(777);
@@ -196,7 +232,7 @@ TEST(Tasks, PromptHasExactlyTheRequestedLength) {
 }
 
 TEST(Tasks, OracleRecoversTheAnswerFromThePrompt) {
-  for (const std::string& task : task_names()) {
+  for (const std::string& task : training_task_names()) {
     std::vector<int64_t> lengths = kLengths;
     lengths.push_back(min_context_tokens(task));
     lengths.push_back(256);
@@ -209,7 +245,7 @@ TEST(Tasks, OracleRecoversTheAnswerFromThePrompt) {
 }
 
 TEST(Tasks, EvidenceSpansHoldTheAnswerAndDistractorsArePresent) {
-  for (const std::string& task : task_names()) {
+  for (const std::string& task : training_task_names()) {
     for (int64_t length : kLengths) {
       const TaskExample ex = make_example(task, Split::kValidation, 5, length);
       ASSERT_FALSE(ex.evidence.empty()) << task;
@@ -249,7 +285,7 @@ TEST(Tasks, EvidenceSpansHoldTheAnswerAndDistractorsArePresent) {
 }
 
 TEST(Tasks, EvidenceDepthVariesAcrossExamples) {
-  for (const std::string& task : task_names()) {
+  for (const std::string& task : training_task_names()) {
     int early = 0, late = 0;
     for (const TaskExample& ex : make_examples(task, Split::kTrain, 0, 40, 1024)) {
       const double depth = static_cast<double>(ex.evidence.back().begin) / ex.question_begin;
@@ -304,7 +340,7 @@ TEST(Tasks, KvKeysOfOnePromptNeverShareAWord) {
 
 TEST(Tasks, RejectsUnknownTaskAndTooShortContext) {
   EXPECT_THROW(make_example("nope", Split::kTrain, 0, 1024), std::invalid_argument);
-  for (const std::string& task : task_names())
+  for (const std::string& task : training_task_names())
     EXPECT_THROW(make_example(task, Split::kTrain, 0, min_context_tokens(task) - 1), std::invalid_argument);
   EXPECT_THROW(make_example("needle", Split::kTrain, -1, 1024), std::invalid_argument);
   EXPECT_THROW(make_example("needle", Split::kTrain, 0, 1 << 20), std::invalid_argument);
@@ -321,7 +357,7 @@ TEST(Tasks, TrainingSequenceAppendsAnswerAndEos) {
 }
 
 TEST(FollowUps, EveryFollowUpIsAnsweredByTheOracleFromTheSamePrompt) {
-  for (const std::string& task : task_names()) {
+  for (const std::string& task : training_task_names()) {
     for (int64_t length : {min_context_tokens(task), int64_t{128}, int64_t{1024}}) {
       int64_t asked = 0;
       for (const TaskExample& ex : make_examples(task, Split::kTrain, 7, 20, length)) {
