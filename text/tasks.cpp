@@ -476,10 +476,16 @@ Draft make_passage(Rng& rng, int64_t context) {
 // ---------------------------------------------------------------------------
 // variable_tracking: "var a = d d d ." then "var b = a ." ...
 
+/// The instruction of variable_tracking and of its training bridge
+/// variable_lookup: the bridge must read as the task it leads to.
+std::vector<int64_t> variables_header() {
+  return lexicon().words({"follow", "the", "variables", "to", "their", "value", "."});
+}
+
 Draft make_variables(Rng& rng, int64_t context) {
   const Lexicon& l = lexicon();
   Draft d;
-  d.header = l.words({"follow", "the", "variables", "to", "their", "value", "."});
+  d.header = variables_header();
   const int64_t n_names = static_cast<int64_t>(l.names.size());
   const int64_t max_chains = 64, max_hops = 3;
   // every variable name is distinct across all chains
@@ -572,7 +578,7 @@ Draft make_variables(Rng& rng, int64_t context) {
 Draft make_variable_lookup(Rng& rng, int64_t context) {
   const Lexicon& l = lexicon();
   Draft d;
-  d.header = l.words({"follow", "the", "variables", "to", "their", "value", "."});
+  d.header = variables_header();
   const int64_t n_names = static_cast<int64_t>(l.names.size());
   constexpr int64_t kMaxRecords = 64;
   // assigned names and name values all distinct, so no value is ever assigned
