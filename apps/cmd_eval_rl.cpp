@@ -99,8 +99,7 @@ int run_eval_rl(const std::vector<std::string>& args) {
   }
 
   std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  if (ec || !fs::is_directory(out_dir)) throw std::runtime_error("--out " + out_dir + ": cannot create the folder (" + ec.message() + ")");
+  const std::unique_ptr<FileLock> out_lock = lock_run_folder(out_dir);  // one run per folder
 
   const std::string command = command_line("eval-rl", args);
   std::vector<EvalRlEnvResult> results;

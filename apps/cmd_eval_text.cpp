@@ -52,6 +52,8 @@ int run_eval_text(const std::vector<std::string>& args) {
       ("out-predictions", po::value(&predictions_path), "write every policy's answer to every example (JSONL)");
   po::variables_map vm;
   if (!parse_options("eval-text", "--lm DIR [--namm NAMM.safetensors] [options]", options, args, vm)) return 0;
+  const auto output_locks =
+      claim_outputs({{"--out-json", json_path}, {"--out-md", md_path}, {"--out-predictions", predictions_path}});
 
   TextComparisonOptions comparison_options;
   comparison_options.tasks = task_args.empty() ? task_names() : split_lists(task_args);

@@ -59,6 +59,7 @@ int run_eval_video(const std::vector<std::string>& args) {
                      options, args, vm)) {
     return 0;
   }
+  const auto output_locks = claim_outputs({{"--out-json", json_path}, {"--out-md", md_path}});
   try {
     o.split = parse_split(split_text);
   } catch (const std::invalid_argument& e) {

@@ -3,6 +3,8 @@
 // same options to resume. Ctrl-C or SIGTERM drops the generation under way and
 // keeps the last checkpoint (a second one kills at once; checkpoints are atomic).
 #include "apps/options.h"
+#include "core/atomic_file.h"
+#include "core/run_lock.h"
 #include "apps/stop_signal.h"
 #include "core/cluster.h"
 #include "core/run_record.h"
@@ -132,6 +134,15 @@ int run_evolve(const std::vector<std::string>& args) {
 
 int evolve_on_rank_zero(EvolutionOptions& evolution, const std::string& lm_dir, const std::string& out_path,
                         Cluster& cluster) {
+  // outputs are checked and held before the work: a bad --out fails now, not after the run
+  const std::unique_ptr<FileLock> out_lock = lock_output_file(out_path, "--out");
+  if (!evolution.log_path.empty()) {
+    try {
+      check_output_file(evolution.log_path);
+    } catch (const std::runtime_error& e) {
+      throw UsageError(std::string("--log ") + e.what());
+    }
+  }
   const Llama model = load_task_model(lm_dir);
   std::cout << "language model: " << model->config().summary() << "\n"
             << "checkpoints: " << evolution.checkpoint_dir << "\n"

@@ -3,6 +3,7 @@
 // line per frame. The output folder appears whole or not at all: it is built
 // as "<out>.tmp-<pid>" and renamed into place.
 #include "apps/options.h"
+#include "core/memory_budget.h"
 #include "vision/video_decoder.h"
 
 #include <unistd.h>
@@ -74,6 +75,8 @@ int run_frames(const std::vector<std::string>& args) {
   const fs::path out = fs::path(out_dir).lexically_normal();
   if (out.empty() || out == "." || out == "/") throw UsageError("--out must name a new folder, got '" + out_dir + "'");
   const fs::path target = out.filename().empty() ? out.parent_path() : out;
+  // one run per folder: a second is refused while this one builds and renames
+  const FileLock out_lock(output_lock_path(target.string()), "--out " + target.string());
   const bool exists = fs::exists(target);
   if (exists) {
     if (!fs::is_directory(target)) throw std::runtime_error(target.string() + ": exists and is not a folder");
@@ -86,6 +89,17 @@ int run_frames(const std::vector<std::string>& args) {
   }
 
   // decode first: a bad clip fails before anything is created
+  {
+    // every sample is held until the folder is written: bound them first
+    const VideoInfo info = probe_video(clip);
+    double w = width, h = height;
+    if (w == 0 && h == 0) w = info.width, h = info.height;
+    else if (w == 0) w = h * info.width / std::max(info.height, 1);
+    else if (h == 0) h = w * info.height / std::max(info.width, 1);
+    require_memory(static_cast<double>(num_frames) * w * h * 3.0,
+                   "--frames " + std::to_string(num_frames) + " of " + std::to_string(static_cast<int64_t>(w)) + "x" +
+                       std::to_string(static_cast<int64_t>(h)) + " (use --size to make them smaller)");
+  }
   const std::vector<DecodedFrame> frames = sample_frames_uniform(clip, num_frames, width, height);
 
   const fs::path tmp = target.string() + ".tmp-" + std::to_string(::getpid());

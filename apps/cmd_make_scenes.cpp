@@ -7,8 +7,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 #include <sstream>
 
 namespace namm::app {
@@ -33,6 +35,20 @@ struct TempDirGuard {
     fs::remove_all(path, ignored);
   }
 };
+
+// The files of dir that are neither its index.json nor a clip the index names:
+// --overwrite replaces a scenes folder, never anything else kept in it.
+std::vector<std::string> files_not_in_index(const fs::path& dir) {
+  std::set<std::string> known = {"index.json"};
+  for (const SceneIndexEntry& entry : read_scene_index((dir / "index.json").string()).clips) known.insert(entry.clip);
+  std::vector<std::string> others;
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_regular_file() || !known.count(name)) others.push_back(name);
+  }
+  std::sort(others.begin(), others.end());
+  return others;
+}
 
 }  // namespace
 
@@ -93,6 +109,8 @@ int run_make_scenes(const std::vector<std::string>& args) {
   const fs::path out = fs::path(out_dir).lexically_normal();
   if (out.empty() || out == "." || out == "/") throw UsageError("--out must name a new folder, got '" + out_dir + "'");
   const fs::path target = out.filename().empty() ? out.parent_path() : out;
+  // one run per folder: a second is refused while this one builds and renames
+  const FileLock out_lock(output_lock_path(target.string()), "--out " + target.string());
   const bool exists = fs::exists(target);
   if (exists) {
     if (!fs::is_directory(target)) throw std::runtime_error(target.string() + ": exists and is not a folder");
@@ -101,6 +119,18 @@ int run_make_scenes(const std::vector<std::string>& args) {
         throw std::runtime_error(target.string() + ": folder exists and is not empty (use --overwrite to replace a scenes folder)");
       if (!fs::exists(target / "index.json"))
         throw std::runtime_error(target.string() + ": has no index.json, so it is not a scenes folder; refusing to replace it");
+      std::vector<std::string> others;
+      try {
+        others = files_not_in_index(target);
+      } catch (const std::exception& e) {
+        throw std::runtime_error(target.string() + ": its index.json cannot be read, so it is not replaced (" +
+                                 std::string(e.what()) + ")");
+      }
+      if (!others.empty()) {
+        throw std::runtime_error(target.string() + ": holds " + others.front() +
+                                 (others.size() > 1 ? " and " + std::to_string(others.size() - 1) + " more" : "") +
+                                 " besides the clips its index.json names; refusing to replace it");
+      }
     }
   }
 

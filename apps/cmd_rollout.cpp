@@ -67,6 +67,7 @@ int run_rollout(const std::vector<std::string>& args) {
                      options, args, vm)) {
     return 0;
   }
+  const auto output_locks = claim_outputs({{"--render", render_path}, {"--kinds-plot", kinds_plot_path}});
   const std::vector<std::string> envs = env_names();
   if (std::find(envs.begin(), envs.end(), env_name) == envs.end()) {
     throw UsageError("--env must be hopper or walker2d, got '" + env_name + "'");

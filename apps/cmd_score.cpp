@@ -19,6 +19,7 @@ int run_score(const std::vector<std::string>& args) {
       ("out", po::value(&out_path)->required(), "output .npy: float32 scores [heads, keys]; >= 0 means kept");
   po::variables_map vm;
   if (!parse_options("score", "--attention A.npy --model M.safetensors --out S.npy", options, args, vm)) return 0;
+  const auto output_locks = claim_outputs({{"--out", out_path}});
 
   // the model is loaded first: a bad checkpoint is reported before any work.
   NammModel model = NammModel::load(model_path);

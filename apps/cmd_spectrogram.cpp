@@ -22,6 +22,7 @@ int run_spectrogram(const std::vector<std::string>& args) {
       ("gamma", po::value(&spectrogram.ema_gamma)->default_value(0.99), "EMA coefficient per token");
   po::variables_map vm;
   if (!parse_options("spectrogram", "--attention A.npy --out F.npy [--raw]", options, args, vm)) return 0;
+  const auto output_locks = claim_outputs({{"--out", out_path}});
   if (spectrogram.n_fft < 2 || spectrogram.n_fft % 2 != 0) throw UsageError("--n-fft must be even and >= 2, got " + std::to_string(spectrogram.n_fft));
   if (spectrogram.hop < 1 || spectrogram.hop > spectrogram.n_fft) throw UsageError("--hop must be in [1, n_fft], got " + std::to_string(spectrogram.hop));
   if (!(spectrogram.ema_gamma > 0 && spectrogram.ema_gamma < 1)) throw UsageError("--gamma must be in (0, 1)");

@@ -15,7 +15,8 @@ int run_train_dt(const std::vector<std::string>& args) {
   // clang-format off
   options.add_options()
       ("data", po::value(&o.data_path)->required(), "offline dataset (.safetensors, as `namm gen-data` writes)")
-      ("out", po::value(&o.out_dir)->default_value(o.out_dir), "out directory: model (Hugging Face layout), sidecar, checkpoint, logs (resumes from it)")
+      ("out", po::value(&o.out_dir)->required(), "out directory: model (Hugging Face layout), sidecar, checkpoint, logs (resumes from it); a folder that holds a model but no trainer state is refused")
+      ("force", po::bool_switch(&o.force), "start afresh in --out even when it holds a model but no trainer state (replaces it)")
       ("context", po::value(&o.context)->default_value(o.context), "K, timesteps per training window (3K tokens)")
       ("steps", po::value(&o.steps)->default_value(o.steps), "optimizer steps of the whole run")
       ("batch", po::value(&o.batch_size)->default_value(o.batch_size), "windows per step")

@@ -33,7 +33,8 @@ int run_train_lm(const std::vector<std::string>& args) {
   po::options_description options("options");
   // clang-format off
   options.add_options()
-      ("out", po::value(&o.out_dir)->default_value(o.out_dir), "out directory: model, checkpoint, logs, evaluation (resumes from it)")
+      ("out", po::value(&o.out_dir)->required(), "out directory: model, checkpoint, logs, evaluation (resumes from it); a folder that holds a model but no trainer state is refused")
+      ("force", po::bool_switch(&o.force), "start afresh in --out even when it holds a model but no trainer state (replaces it)")
       ("steps", po::value(&o.steps)->default_value(o.steps), "optimizer steps of the whole run")
       ("init-from", po::value(&o.init_from), "start from this Llama checkpoint directory's weights (e.g. a first stage); model-shape options not given are taken from its config.json; a larger --layers grows it (new layers start as identity blocks)")
       ("follow-ups", po::value(&o.follow_ups)->default_value(o.follow_ups), "extra questions about each training context (0-64)")
@@ -67,7 +68,7 @@ int run_train_lm(const std::vector<std::string>& args) {
       ("eval-only", "evaluate the model in --out and exit");
   // clang-format on
   po::variables_map vm;
-  if (!parse_options("train-lm", "[--out DIR] [--steps N] [--eval-only] ...", options, args, vm)) return 0;
+  if (!parse_options("train-lm", "--out DIR [--steps N] [--eval-only] ...", options, args, vm)) return 0;
 
   // a later stage is the same model: shape options left unset come from
   // the checkpoint it starts from, so only what changes needs repeating

@@ -23,7 +23,8 @@ int run_train_video(const std::vector<std::string>& args) {
   po::options_description options("options");
   // clang-format off
   options.add_options()
-      ("out", po::value(&o.out_dir)->required(), "out directory: model, checkpoint, logs, evaluation (resumes from it)")
+      ("out", po::value(&o.out_dir)->required(), "out directory: model, checkpoint, logs, evaluation (resumes from it); a folder that holds a model but no trainer state is refused")
+      ("force", po::bool_switch(&o.force), "start afresh in --out even when it holds a model but no trainer state (replaces it)")
       ("init-from", po::value(&o.init_from), "start from this video checkpoint's weights (e.g. a first stage on fewer kinds); model-shape options not given are taken from its config.json")
       ("lm", po::value(&o.lm_dir), "language host to start from (e.g. models/lm); without it a fresh Llama of the --lm-* sizes")
       ("steps", po::value(&o.steps)->default_value(o.steps), "optimizer steps of the whole run")

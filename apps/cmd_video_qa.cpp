@@ -55,6 +55,7 @@ int run_video_qa(const std::vector<std::string>& args) {
                      options, args, vm)) {
     return 0;
   }
+  const auto output_locks = claim_outputs({{"--viz", viz_path}});
 
   // everything a user can get wrong is checked before any work
   const std::vector<std::string>& names = policy_names();

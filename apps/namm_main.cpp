@@ -2,11 +2,13 @@
 // are caught here, once, and printed as a single line.
 #include "apps/command.h"
 #include "core/allocator.h"
+#include "core/printable.h"
 
 #include <c10/util/Exception.h>
 
 #include <cstring>
 #include <exception>
+#include <new>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -47,8 +49,10 @@ void print_usage(std::ostream& out) {
 }
 
 // the first line of a message: c10::Error appends a backtrace-like context.
+// Bytes from files (a header, a name) are escaped: a message never carries
+// terminal escape sequences.
 std::string first_line(const std::string& text) {
-  return text.substr(0, text.find('\n'));
+  return namm::printable(text.substr(0, text.find('\n')), 2000);
 }
 
 }  // namespace
@@ -71,8 +75,12 @@ int main(int argc, char** argv) {
     try {
       return command.run(args);
     } catch (const namm::app::UsageError& e) {
-      std::cerr << "namm " << name << ": " << e.what() << " (see `namm " << name << " --help`)\n";
+      std::cerr << "namm " << name << ": " << first_line(e.what()) << " (see `namm " << name << " --help`)\n";
       return 2;
+    } catch (const std::bad_alloc&) {
+      // sizes are bounded up front where the file or option is known; this is the last resort
+      std::cerr << "namm " << name << ": error: out of memory (a file or option asks for more than this machine has)\n";
+      return 1;
     } catch (const c10::Error& e) {
       std::cerr << "namm " << name << ": error: " << first_line(e.what_without_backtrace()) << "\n";
       return 1;

@@ -4,10 +4,16 @@
 #pragma once
 
 #include "apps/command.h"
+#include "core/printable.h"
+#include "core/run_lock.h"
 
 #include <boost/program_options.hpp>
 
+#include <cmath>
+#include <cstdint>
 #include <iostream>
+#include <memory>
+#include <utility>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -16,6 +22,27 @@ namespace namm::app {
 
 namespace po = boost::program_options;
 
+/// Refuses values no option means: NaN or infinity for any number, a
+/// negative --delay or --stop-after (0 is each one's "default" value).
+inline void check_option_values(const po::variables_map& vm) {
+  for (const auto& [name, value] : vm) {
+    const boost::any& any = value.value();
+    double number = 0.0;
+    bool is_number = false;
+    if (const double* d = boost::any_cast<double>(&any)) number = *d, is_number = true;
+    if (const float* f = boost::any_cast<float>(&any)) number = *f, is_number = true;
+    if (is_number && !value.defaulted() && !std::isfinite(number)) {
+      throw UsageError("--" + name + " must be a finite number, got " + std::to_string(number));
+    }
+    if (name == "delay" || name == "stop-after") {
+      long long integer = 0;
+      if (const int* i = boost::any_cast<int>(&any)) integer = *i;
+      if (const int64_t* i = boost::any_cast<int64_t>(&any)) integer = *i;
+      if (integer < 0) throw UsageError("--" + name + " must be >= 0, got " + std::to_string(integer));
+    }
+  }
+}
+
 /// Parses args against options; prints help and returns false on --help.
 /// Throws UsageError for unknown options, missing required ones, bad values.
 inline bool parse_options(const std::string& command, const std::string& usage,
@@ -23,16 +50,52 @@ inline bool parse_options(const std::string& command, const std::string& usage,
                           const std::vector<std::string>& args, po::variables_map& vm) {
   options.add_options()("help,h", "show this help");
   try {
-    po::store(po::command_line_parser(args).options(options).run(), vm);
+    const po::parsed_options parsed = po::command_line_parser(args).options(options).run();
+    for (const po::option& option : parsed.options) {
+      // a stray word ("train-lm --steps 2 100") is a mistake, never silently ignored
+      if (option.position_key >= 0 || option.string_key.empty()) {
+        throw UsageError("unexpected argument '" + printable(option.original_tokens.empty() ? std::string()
+                                                                                        : option.original_tokens[0]) +
+                         "' (every value belongs to an option)");
+      }
+      // "--out --steps 4" would train into ./--steps
+      for (const std::string& value : option.value) {
+        if (value.size() > 2 && value.compare(0, 2, "--") == 0 &&
+            options.find_nothrow(value.substr(2, value.find('=') == std::string::npos ? std::string::npos
+                                                                                        : value.find('=') - 2),
+                                 false) != nullptr) {
+          throw UsageError("--" + option.string_key + " needs a value, got the option name '" + printable(value) + "'");
+        }
+      }
+    }
+    po::store(parsed, vm);
     if (vm.count("help")) {
       std::cout << "usage: namm " << command << " " << usage << "\n\n" << options << "\n";
       return false;
     }
+    check_option_values(vm);  // before notify: a bad value is named even when a required option is missing
     po::notify(vm);
   } catch (const po::error& e) {
     throw UsageError(e.what());
   }
   return true;
+}
+
+/// The output files of a command, checked and locked before any work (empty
+/// paths are options not given): a bad or busy path fails now, naming its
+/// option, not after the run. Keep the result alive until the outputs are written.
+inline std::vector<std::unique_ptr<FileLock>> claim_outputs(
+    const std::vector<std::pair<std::string, std::string>>& option_and_path) {
+  std::vector<std::unique_ptr<FileLock>> locks;
+  for (const auto& [option, path] : option_and_path) {
+    if (path.empty()) continue;
+    try {
+      locks.push_back(lock_output_file(path, option));
+    } catch (const std::runtime_error& e) {
+      throw UsageError(printable(e.what(), 1000));
+    }
+  }
+  return locks;
 }
 
 /// "a, b,,c" -> {"a", "b", "c"}: items trimmed of spaces and tabs, empty ones dropped.

@@ -2,6 +2,7 @@
 #include "core/hf_checkpoint.h"
 
 #include "core/atomic_file.h"
+#include "core/memory_budget.h"
 #include "core/safetensors.h"
 
 #include <ATen/ATen.h>
@@ -95,6 +96,54 @@ template std::string hf_field<std::string>(const json&, const char*, std::string
 
 // ---------------------------------------------------------------------------
 // weights
+
+std::map<std::string, std::vector<int64_t>> hf_weight_shapes(
+    const std::vector<HfWeightFile>& files, const std::function<std::string(const std::string&)>& canonical) {
+  std::map<std::string, std::vector<int64_t>> out;
+  for (const HfWeightFile& file : files) {
+    for (const auto& [name, entry] : read_safetensors_header(file.path).tensors) {
+      out[canonical ? canonical(name) : name] = entry.shape;
+    }
+  }
+  return out;
+}
+
+void hf_check_layer_count(const std::map<std::string, std::vector<int64_t>>& shapes, const std::string& prefix,
+                          int64_t declared, const std::string& field, const std::string& config_path) {
+  std::set<int64_t> layers;
+  for (const auto& [name, shape] : shapes) {
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const size_t dot = name.find('.', prefix.size());
+    const std::string index = name.substr(prefix.size(), dot - prefix.size());
+    if (index.empty() || index.size() > 9 || index.find_first_not_of("0123456789") != std::string::npos) continue;
+    layers.insert(std::stoll(index));
+  }
+  const int64_t present = static_cast<int64_t>(layers.size());
+  if (declared > present) {
+    hf_fail(config_path, "field '" + field + "' is " + std::to_string(declared) + ", but the weights hold " +
+                             std::to_string(present) + " layers (" + prefix + "N.*)");
+  }
+}
+
+void hf_check_size(const std::map<std::string, std::vector<int64_t>>& shapes, const std::string& tensor, size_t dim,
+                   int64_t declared, const std::string& field, const std::string& config_path) {
+  const auto it = shapes.find(tensor);
+  if (it == shapes.end() || it->second.size() <= dim || it->second[dim] == declared) return;
+  hf_fail(config_path, "field '" + field + "' is " + std::to_string(declared) + ", but " + tensor + " has size " +
+                           std::to_string(it->second[dim]) + " in dimension " + std::to_string(dim) + " (shape " +
+                           hf_shape_text(it->second) + ")");
+}
+
+void hf_check_weights_fit(const std::map<std::string, std::vector<int64_t>>& shapes, c10::ScalarType dtype,
+                          const std::string& what) {
+  double values = 0.0;
+  for (const auto& [name, shape] : shapes) {
+    double n = 1.0;
+    for (int64_t d : shape) n *= static_cast<double>(d);
+    values += n;
+  }
+  require_memory(values * static_cast<double>(c10::elementSize(dtype)), what);
+}
 
 std::vector<HfWeightFile> hf_weight_files(const std::string& dir) {
   std::vector<HfWeightFile> files;

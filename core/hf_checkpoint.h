@@ -84,6 +84,30 @@ struct HfWeightFile {
 /// no entries, and naming a shard that is not there.
 std::vector<HfWeightFile> hf_weight_files(const std::string& dir);
 
+/// Tensor name -> shape of every tensor in files, from their headers alone (no
+/// data read); names pass through canonical when it is set. For checking a
+/// config.json against the weights before any model is built.
+std::map<std::string, std::vector<int64_t>> hf_weight_shapes(
+    const std::vector<HfWeightFile>& files, const std::function<std::string(const std::string&)>& canonical = {});
+
+/// Throws "<config_path>: field '<field>' is <declared>, but the weights hold
+/// <n> layers (<prefix>0. ...)" when declared exceeds the number of distinct
+/// layer indices under prefix ("model.layers."): a config that asks for a
+/// model larger than its weights is refused before it is allocated.
+void hf_check_layer_count(const std::map<std::string, std::vector<int64_t>>& shapes, const std::string& prefix,
+                          int64_t declared, const std::string& field, const std::string& config_path);
+
+/// Throws "<config_path>: field '<field>' is <declared>, but <tensor> has
+/// size <n> in dimension <dim>" when tensor is present and disagrees; a
+/// missing tensor is left to hf_load_weights.
+void hf_check_size(const std::map<std::string, std::vector<int64_t>>& shapes, const std::string& tensor, size_t dim,
+                   int64_t declared, const std::string& field, const std::string& config_path);
+
+/// Refuses (core/memory_budget.h) to build a model of the weights' size in
+/// dtype when that cannot fit in memory; what names the checkpoint.
+void hf_check_weights_fit(const std::map<std::string, std::vector<int64_t>>& shapes, c10::ScalarType dtype,
+                          const std::string& what);
+
 /// How hf_load_weights matches a checkpoint's tensors to a model's parameters.
 struct HfWeightRules {
   /// Ends the message "unexpected tensor <name> <shape> for <model>", e.g. "a Llama with <summary>".

@@ -4,6 +4,9 @@
 // rejected with a message that names the file.
 #include "core/npy.h"
 
+#include "core/atomic_file.h"
+#include "core/parse_number.h"
+
 #include <ATen/ATen.h>
 
 #include <cstdint>
@@ -25,36 +28,6 @@ constexpr size_t kMagicLen = 6;
   throw std::runtime_error(path + ": " + problem);
 }
 
-std::string read_whole_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open for reading");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) fail(path, "read error");
-  return buffer.str();
-}
-
-// Own small atomic write (tmp + rename) so npy does not depend on the order in
-// which the rest of core is written.
-void write_atomically(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(path, "cannot open " + tmp + " for writing");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) {
-      out.close();
-      std::remove(tmp.c_str());
-      fail(path, "write error on " + tmp);
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail(path, "cannot rename " + tmp + " into place");
-  }
-}
-
 // Finds the value text that follows 'key': in a Python dict literal.
 std::string dict_value(const std::string& path, const std::string& header,
                        const std::string& key) {
@@ -66,9 +39,9 @@ std::string dict_value(const std::string& path, const std::string& header,
     pos = header.find(quoted_double);
     key_len = quoted_double.size();
   }
-  if (pos == std::string::npos) fail(path, "bad header: no '" + key + "' in " + header);
+  if (pos == std::string::npos) fail(path, "bad header: no '" + key + "' in " + printable(header, 120));
   pos = header.find(':', pos + key_len);
-  if (pos == std::string::npos) fail(path, "bad header: no ':' after '" + key + "' in " + header);
+  if (pos == std::string::npos) fail(path, "bad header: no ':' after '" + key + "' in " + printable(header, 120));
   ++pos;
   while (pos < header.size() && header[pos] == ' ') ++pos;
   if (pos >= header.size()) fail(path, "bad header: no value for '" + key + "'");
@@ -99,7 +72,7 @@ std::vector<int64_t> parse_shape(const std::string& path, const std::string& tup
     const char c = tuple[i];
     if (c == ',' || c == ' ') {
       if (!token.empty()) {
-        shape.push_back(std::stoll(token));
+        shape.push_back(parse_int64(token, path + ": bad header: shape dimension"));
         token.clear();
       }
     } else if (c >= '0' && c <= '9') {
@@ -107,20 +80,20 @@ std::vector<int64_t> parse_shape(const std::string& path, const std::string& tup
     } else if (c == 'L') {
       // Python 2 long suffix in very old files.
     } else {
-      fail(path, "bad header: shape " + tuple + " is not a tuple of non-negative integers");
+      fail(path, "bad header: shape " + printable(tuple, 80) + " is not a tuple of non-negative integers");
     }
   }
-  if (!token.empty()) shape.push_back(std::stoll(token));
+  if (!token.empty()) shape.push_back(parse_int64(token, path + ": bad header: shape dimension"));
   return shape;
 }
 
 at::ScalarType parse_descr(const std::string& path, const std::string& descr) {
-  if (descr.size() < 2) fail(path, "bad header: dtype '" + descr + "'");
+  if (descr.size() < 2) fail(path, "bad header: dtype '" + printable(descr, 40) + "'");
   const char order = descr[0];
   const std::string kind = descr.substr(1);
   if (order == '>') fail(path, "big-endian dtype '" + descr + "' is not supported");
   if (order != '<' && order != '=' && order != '|') {
-    fail(path, "bad header: dtype '" + descr + "'");
+    fail(path, "bad header: dtype '" + printable(descr, 40) + "'");
   }
   if (kind == "f4") return at::kFloat;
   if (kind == "f8") return at::kDouble;
@@ -150,7 +123,7 @@ uint32_t read_le(const unsigned char* bytes, int count) {
 }  // namespace
 
 at::Tensor read_npy(const std::string& path) {
-  const std::string bytes = read_whole_file(path);
+  const std::string bytes = read_file(path);
   if (bytes.size() < kMagicLen + 2 || std::memcmp(bytes.data(), kMagic, kMagicLen) != 0) {
     fail(path, "bad magic: not a .npy file");
   }
@@ -232,7 +205,7 @@ void write_npy(const std::string& path, const at::Tensor& tensor) {
   for (size_t i = 0; i < (v1 ? 2u : 4u); ++i) bytes.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
   bytes += header;
   bytes.append(static_cast<const char*>(data.data_ptr()), data.numel() * data.element_size());
-  write_atomically(path, bytes);
+  write_file_atomically(path, bytes);
 }
 
 }  // namespace namm

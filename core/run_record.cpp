@@ -87,13 +87,13 @@ uint64_t step_hash(uint64_t salt, uint64_t seed, int64_t step, int64_t slot) {
   return mix64(mix64(mix64(seed ^ salt) + static_cast<uint64_t>(step)) + static_cast<uint64_t>(slot));
 }
 
-void keep_log_records_up_to(const std::string& log_path, int64_t step) {
+void keep_log_records_up_to(const std::string& log_path, int64_t step, const std::string& key) {
   if (!std::filesystem::exists(log_path)) return;
   std::istringstream lines(read_file(log_path));
   std::string line, kept;
   while (std::getline(lines, line)) {
     try {
-      if (nlohmann::json::parse(line).value("step", int64_t{0}) <= step) kept += line + "\n";
+      if (nlohmann::json::parse(line).value(key, int64_t{0}) <= step) kept += line + "\n";
     } catch (const nlohmann::json::exception&) {
       // a half-written last line of a killed run
     }

@@ -184,12 +184,19 @@ const at::Tensor& SafetensorsFile::at(const std::string& name) const {
   return it->second;
 }
 
-SafetensorsFile read_safetensors(const std::string& path) {
-  FdCloser file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (file.fd < 0) fail(path, errno == ENOENT ? "no such file" : std::strerror(errno));
-  struct stat st {};
-  if (::fstat(file.fd, &st) != 0) fail(path, std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) fail(path, "is a directory");
+namespace {
+
+// The validated header of an open safetensors file: entries, metadata and
+// where the data section lies. Reads no tensor data.
+struct ParsedHeader {
+  std::vector<Entry> entries;
+  std::map<std::string, std::string> metadata;
+  uint64_t header_size = 0, data_size = 0;
+};
+
+ParsedHeader parse_header(const std::string& path, int fd) {
+    struct stat st {};
+  if (::fstat(fd, &st) != 0) fail(path, std::strerror(errno));
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
 
   // header length: 8 bytes little-endian.
@@ -197,7 +204,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
     fail(path, "file is " + std::to_string(file_size) +
                    " bytes, shorter than the 8-byte header length");
   unsigned char prefix[8];
-  if (read_at(path, file.fd, reinterpret_cast<char*>(prefix), 8, 0) != 8)
+  if (read_at(path, fd, reinterpret_cast<char*>(prefix), 8, 0) != 8)
     fail(path, "file shrank while reading");
   uint64_t header_size = 0;
   for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | prefix[i];
@@ -209,7 +216,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
                    std::to_string(file_size - 8) + " bytes after the length (file truncated?)");
 
   std::string header_text(header_size, '\0');
-  if (read_at(path, file.fd, header_text.data(), header_size, 8) != header_size)
+  if (read_at(path, fd, header_text.data(), header_size, 8) != header_size)
     fail(path, "file shrank while reading");
   json header;
   try {
@@ -220,9 +227,9 @@ SafetensorsFile read_safetensors(const std::string& path) {
   if (!header.is_object())
     fail(path, std::string("header is a JSON ") + header.type_name() + ", not an object");
 
-  SafetensorsFile out;
-  out.source = path;
-  std::vector<Entry> entries;
+  ParsedHeader out;
+  out.header_size = header_size;
+  std::vector<Entry>& entries = out.entries;
   for (const auto& [key, value] : header.items()) {
     if (key == kMetadataKey)
       out.metadata = parse_metadata(path, value);
@@ -232,6 +239,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
 
   // ranges must lie inside the data section and not overlap (empty ones are points).
   const uint64_t data_size = file_size - 8 - header_size;
+  out.data_size = data_size;
   for (const Entry& e : entries)
     if (e.end > data_size)
       fail(path, "tensor " + quoted(e.name) + ": data_offsets [" + std::to_string(e.begin) +
@@ -250,6 +258,30 @@ SafetensorsFile read_safetensors(const std::string& path) {
                      std::to_string(a.end) + "] and " + quoted(b.name) + " [" +
                      std::to_string(b.begin) + ", " + std::to_string(b.end) + "] overlap");
   }
+
+  return out;
+}
+
+}  // namespace
+
+SafetensorsHeader read_safetensors_header(const std::string& path) {
+  FdCloser file{open_input_file(path)};  // a regular file: a FIFO or device fails here, never hangs
+  const ParsedHeader parsed = parse_header(path, file.fd);
+  SafetensorsHeader out;
+  out.source = path;
+  out.metadata = parsed.metadata;
+  for (const Entry& e : parsed.entries) out.tensors[e.name] = {e.dtype->name, e.shape};
+  return out;
+}
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  FdCloser file{open_input_file(path)};  // a regular file: a FIFO or device fails here, never hangs
+  const ParsedHeader parsed = parse_header(path, file.fd);
+  const std::vector<Entry>& entries = parsed.entries;
+  const uint64_t header_size = parsed.header_size, data_size = parsed.data_size;
+  SafetensorsFile out;
+  out.source = path;
+  out.metadata = parsed.metadata;
 
   // one read of the whole data section into one aligned allocation.
   std::shared_ptr<char> data(static_cast<char*>(std::aligned_alloc(64, (data_size + 64) / 64 * 64)),

@@ -23,6 +23,23 @@ struct SafetensorsFile {
   std::string source;  ///< path it was read from, for messages.
 };
 
+/// One tensor as a safetensors header declares it.
+struct SafetensorsEntry {
+  std::string dtype;           ///< "F32", "BF16", ...
+  std::vector<int64_t> shape;  ///< as declared.
+};
+
+/// A safetensors file's header alone: what it holds, without its data.
+struct SafetensorsHeader {
+  std::map<std::string, SafetensorsEntry> tensors;
+  std::map<std::string, std::string> metadata;
+  std::string source;  ///< path it was read from, for messages.
+};
+
+/// Reads and validates path's header as read_safetensors does (the same
+/// errors), reading no tensor data: for checks before anything is allocated.
+SafetensorsHeader read_safetensors_header(const std::string& path);
+
 /// Reads path; supports F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL.
 /// The data section is read once into one allocation and the tensors are
 /// views of it (each keeps the whole allocation alive; a tensor at an offset

@@ -216,6 +216,18 @@ DtCheckpoint load_dt_checkpoint(const std::string& dir, c10::Device device) {
   DtCheckpoint out;
   const std::string config_path = (fs::path(dir) / kHfConfigFile).string();
   out.config = parse_dt_config(read_file(config_path), config_path);
+  {
+    // config.json's sizes against the weights' header, before anything is allocated
+    const std::string weights = (fs::path(dir) / kHfWeightsFile).string();
+    if (fs::exists(weights)) {
+      const auto shapes = hf_weight_shapes({{weights, {}}});
+      hf_check_layer_count(shapes, "encoder.h.", out.config.n_layer, "n_layer", config_path);
+      hf_check_size(shapes, "embed_state.weight", 1, out.config.state_dim, "state_dim", config_path);
+      hf_check_size(shapes, "embed_state.weight", 0, out.config.hidden_size, "hidden_size", config_path);
+      hf_check_size(shapes, "embed_timestep.weight", 0, out.config.max_ep_len, "max_ep_len", config_path);
+      hf_check_weights_fit(shapes, c10::kFloat, dir + ": the model");
+    }
+  }
   out.model = DecisionTransformer(out.config);
   out.metadata = load_dt_weights((fs::path(dir) / kHfWeightsFile).string(), out.model);
   out.model->to(device);

@@ -4,6 +4,7 @@
 #include "rl/gen_data.h"
 
 #include "core/atomic_file.h"
+#include "core/run_lock.h"
 #include "core/run_record.h"
 #include "rl/mujoco_env.h"
 
@@ -286,9 +287,8 @@ std::string GenDataOptions::identity_json() const {
 GenDataResult generate_offline_data(const GenDataOptions& requested, std::ostream& log) {
   const GenDataOptions o = requested.resolved();
   const fs::path dir(o.out_dir);
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw std::runtime_error(o.out_dir + ": cannot create directory: " + ec.message());
+  // one run per folder: a second is refused, naming the first
+  const std::unique_ptr<FileLock> run_lock = lock_run_folder(o.out_dir);
 
   // one directory, one set of options: a resumed run must be the same run.
   const std::string options_path = (dir / "options.json").string();

@@ -3,6 +3,8 @@
 
 #include "core/adamw_state.h"
 #include "core/atomic_file.h"
+#include "core/parse_number.h"
+#include "core/run_lock.h"
 #include "core/run_record.h"
 #include "core/safetensors.h"
 #include "rl/rollout.h"
@@ -30,7 +32,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-constexpr const char* kStateFile = "trainer_state.safetensors";
+constexpr const char* kStateFile = kTrainerStateFile;
 constexpr const char* kStateFormat = "namm-train-dt-state";
 // evaluation episodes reset with seeds far from any data-collection seed
 constexpr uint64_t kEvalSeedOffset = 1000003;
@@ -333,6 +335,8 @@ struct DtTrainer::Optim {
 DtTrainer::DtTrainer(TrainDtOptions options, std::ostream* progress, std::shared_ptr<const OfflineDataset> data)
     : options_(std::move(options)), progress_(progress), optim_(std::make_unique<Optim>()) {
   options_.validate();
+  // before any work: one run per folder, and never over a trained model
+  run_lock_ = claim_training_folder(options_.out_dir, "", options_.force);
   session_start_ = now_seconds();
   at::set_num_threads(options_.threads);
   git_commit_ = git_commit((fs::path(NAMM_SCENES_DIR) / "..").string());
@@ -411,8 +415,8 @@ void DtTrainer::resume(const std::string& path) {
   restore_adamw_state(file, *optim_->adamw, optim_->parameters, optim_->names);
   dropout_generator_.set_state(file.at("rng/dropout"));
   try {
-    step_ = std::stoll(meta("step"));
-    elapsed_before_ = std::stod(meta("elapsed_seconds"));
+    step_ = parse_int64(meta("step"), path + ": metadata step");
+    elapsed_before_ = parse_finite_double(meta("elapsed_seconds"), path + ": metadata elapsed_seconds");
   } catch (const std::logic_error&) {
     throw std::runtime_error(path + ": bad step / elapsed_seconds metadata");
   }

@@ -40,6 +40,8 @@
 
 namespace namm {
 
+class FileLock;  // core/run_lock.h
+
 /// Everything a training run is made of. Fields marked (resume) must match
 /// the checkpoint's to resume; the others may change between restarts.
 struct TrainDtOptions {
@@ -78,7 +80,8 @@ struct TrainDtOptions {
   int eval_episodes = 3;           ///< episodes per evaluation (window and full-cache modes); 0 = none.
   int eval_max_steps = 1000;       ///< step limit of evaluation episodes.
   double target_return = 0.0;      ///< conditioning for evaluations and the sidecar; 0 = env default.
-  std::string out_dir = "models/dt";
+  std::string out_dir;              ///< the run folder (required; never a shipped model unless force).
+  bool force = false;              ///< start afresh even in a folder that holds a model but no trainer state (not saved).
   std::string command_line;        ///< recorded in the provenance.
 
   /// The model these options describe for a dataset with the given sizes.
@@ -187,6 +190,7 @@ class DtTrainer {
   DecisionTransformer model_{nullptr};
   struct Optim;
   std::unique_ptr<Optim> optim_;
+  std::unique_ptr<FileLock> run_lock_;  // held for the trainer's life: one run per folder
   at::Generator dropout_generator_;
   int64_t step_ = 0;
   bool resumed_ = false;

@@ -3,6 +3,9 @@
 
 #include "adapters/memory_controller.h"
 #include "core/atomic_file.h"
+#include "core/memory_budget.h"
+#include "core/run_lock.h"
+#include "core/run_record.h"
 #include "core/cluster.h"
 #include "core/cma_es.h"
 #include "core/namm_policy.h"
@@ -150,14 +153,35 @@ std::string cma_file_name(int64_t generation) {
   return buffer;
 }
 
+// The language model a run evolves on, as a hash of its config and every
+// weight's bytes: a resume with another --lm is refused, whatever its path.
+std::string host_fingerprint(const Llama& model) {
+  uint64_t h = mix64(std::hash<std::string>{}(model->config().summary()));
+  for (const auto& [name, p] : model->hf_named_parameters()) {
+    const at::Tensor t = p.detach().to(at::kCPU).contiguous();
+    const auto* bytes = static_cast<const unsigned char*>(t.data_ptr());
+    const size_t n = static_cast<size_t>(t.numel()) * t.element_size();
+    h = mix64(h ^ std::hash<std::string>{}(name));
+    for (size_t i = 0; i < n; i += 8) {
+      uint64_t word = 0;
+      std::memcpy(&word, bytes + i, std::min<size_t>(8, n - i));
+      h = mix64(h ^ word);
+    }
+  }
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(h));
+  return text;
+}
+
 void save_checkpoint(const std::string& dir, const EvolutionOptions& options, const RunState& state,
-                     const CmaEs& cma, const std::string& previous_cma_file) {
+                     const CmaEs& cma, const std::string& previous_cma_file, const std::string& host) {
   const std::string cma_name = cma_file_name(state.generation);
   cma.save((fs::path(dir) / cma_name).string());
   json out;
   out["format"] = kStateFormat;
   out["version"] = kStateVersion;
   out["options"] = json::parse(options.fingerprint_json());
+  out["host"] = host;
   out["stage"] = state.stage;
   out["generation"] = state.generation;
   out["finished"] = state.finished;
@@ -180,7 +204,7 @@ void save_checkpoint(const std::string& dir, const EvolutionOptions& options, co
 
 // Loads dir/state.json and its CMA file into state and cma; false when there is no checkpoint.
 bool load_checkpoint(const std::string& dir, const EvolutionOptions& options, RunState& state,
-                     std::unique_ptr<CmaEs>& cma, std::string& cma_file) {
+                     std::unique_ptr<CmaEs>& cma, std::string& cma_file, const std::string& host) {
   const std::string path = (fs::path(dir) / kStateFile).string();
   if (!fs::exists(path)) return false;
   const std::string text = read_file(path);
@@ -198,6 +222,13 @@ bool load_checkpoint(const std::string& dir, const EvolutionOptions& options, Ru
     if (!difference.empty()) {
       throw std::runtime_error("checkpoint was made with other options (first difference: '" + difference +
                                "'); resume with the same options or use another checkpoint directory");
+    }
+    const std::string saved_host = in.value("host", std::string());
+    if (saved_host != host) {
+      throw std::runtime_error("checkpoint was made with another language model (weights fingerprint " +
+                               (saved_host.empty() ? std::string("not recorded") : saved_host) + ", --lm " +
+                               options.lm_checkpoint + " gives " + host +
+                               "); resume with the same --lm or use another checkpoint directory");
     }
     state.stage = in.at("stage").get<int64_t>();
     state.generation = in.at("generation").get<int64_t>();
@@ -236,20 +267,6 @@ bool load_checkpoint(const std::string& dir, const EvolutionOptions& options, Ru
                              std::to_string(cma->options().dimension) + " does not match the options");
   }
   return true;
-}
-
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  const long long s = static_cast<long long>(std::llround(seconds));
-  char buffer[64];
-  if (s >= 3600) {
-    std::snprintf(buffer, sizeof(buffer), "%lldh%02lldm", s / 3600, (s % 3600) / 60);
-  } else if (s >= 60) {
-    std::snprintf(buffer, sizeof(buffer), "%lldm%02llds", s / 60, s % 60);
-  } else {
-    std::snprintf(buffer, sizeof(buffer), "%llds", s);
-  }
-  return buffer;
 }
 
 std::string join(const std::vector<std::string>& items, const char* separator) {
@@ -842,8 +859,22 @@ EvolutionResult evolve(const Llama& model, const EvolutionOptions& options) {
   }
   options.validate();
   const ExampleMaker maker = options.make_example ? options.make_example : ExampleMaker(make_example);
+  {
+    // the prompts of one generation are held at once: bound them before drawing any
+    size_t most_tasks = 0;
+    for (const EvolutionStage& stage : options.stages) most_tasks = std::max(most_tasks, stage.tasks.size());
+    const int64_t longest = *std::max_element(options.context_tokens.begin(), options.context_tokens.end());
+    const double prompt_bytes = static_cast<double>(options.prompts_per_task) * static_cast<double>(most_tasks) *
+                                static_cast<double>(std::max<int64_t>(options.screen_draws, 1)) *
+                                static_cast<double>(longest) * 2.0 * sizeof(int64_t);
+    require_memory(prompt_bytes, "evolution: " + std::to_string(options.prompts_per_task) + " prompts per task of " +
+                                     std::to_string(longest) + " tokens");
+  }
   const bool checkpoints = !options.checkpoint_dir.empty();
-  if (checkpoints) fs::create_directories(options.checkpoint_dir);
+  // one run per checkpoint directory: a second is refused, naming the first
+  const std::unique_ptr<FileLock> checkpoint_lock =
+      checkpoints ? lock_run_folder(options.checkpoint_dir, "checkpoint directory") : nullptr;
+  const std::string host = host_fingerprint(model);
   const std::string log_path = !options.log_path.empty() ? options.log_path
                                : checkpoints ? (fs::path(options.checkpoint_dir) / "log.jsonl").string()
                                              : std::string();
@@ -854,10 +885,14 @@ EvolutionResult evolve(const Llama& model, const EvolutionOptions& options) {
   RunState state;
   std::unique_ptr<CmaEs> cma;
   std::string cma_file;
-  if (!(checkpoints && load_checkpoint(options.checkpoint_dir, options, state, cma, cma_file))) {
+  if (!(checkpoints && load_checkpoint(options.checkpoint_dir, options, state, cma, cma_file, host))) {
     state.normalizer = FeatureNormalizer(options.namm.spectrogram.num_freqs());
     cma = new_stage_cma(options, 0, at::Tensor());
   }
+  // the log is written before each checkpoint: records past the checkpoint
+  // (a kill between the two) are dropped here and redone, never duplicated
+  if (!log_path.empty()) keep_log_records_up_to(log_path, state.generation, "generation");
+  double last_checkpoint_seconds = 0.0;
 
   const auto current_model = [&](int64_t stages_done) {
     NammModel out = namm_with_params(options.namm, state.normalizer, cma->mean());
@@ -996,24 +1031,29 @@ EvolutionResult evolve(const Llama& model, const EvolutionOptions& options) {
         state.finished = true;
       }
     }
+    // the log line first, then the checkpoint that makes it final: a kill in
+    // between leaves a record past the checkpoint, which a resume drops
+    record.checkpoint_seconds = last_checkpoint_seconds;  // the checkpoint written after the previous generation
+    record.seconds = seconds_since(start);
+    if (!log_path.empty()) {
+      std::ofstream log(log_path, std::ios::app);
+      if (!log) throw std::runtime_error(log_path + ": cannot open the log for appending");
+      log << record.to_json() << "\n";
+      log.flush();
+      if (!log) throw std::runtime_error(log_path + ": cannot append to the log");
+    }
     if (checkpoints) {
       phase = std::chrono::steady_clock::now();
       // the elapsed time stored is the time up to this checkpoint
       state.elapsed_seconds += seconds_since(start);
       const std::string previous = cma_file;
-      save_checkpoint(options.checkpoint_dir, options, state, *cma, previous);
+      save_checkpoint(options.checkpoint_dir, options, state, *cma, previous, host);
       cma_file = cma_file_name(state.generation);
-      record.checkpoint_seconds = seconds_since(phase);
+      last_checkpoint_seconds = seconds_since(phase);
     } else {
       state.elapsed_seconds += seconds_since(start);
     }
-    record.seconds = seconds_since(start);
-    seconds_this_call += record.seconds;
-    if (!log_path.empty()) {
-      std::ofstream log(log_path, std::ios::app);
-      if (!log) throw std::runtime_error(log_path + ": cannot open the log for appending");
-      log << record.to_json() << "\n";
-    }
+    seconds_this_call += seconds_since(start);
     result.history.push_back(record);
 
     if (options.progress != nullptr) {

@@ -172,11 +172,12 @@ struct GenerationRecord {
   int64_t prompts = 0;
   int64_t informative_prompts = 0;
   int64_t screened_prompts = 0;   ///< prompts drawn to find them (= prompts without screening).
-  double seconds = 0.0;           ///< wall time of the generation, checkpoint included.
+  double seconds = 0.0;           ///< wall time of the generation up to its log line (its checkpoint follows).
   /// Where the time went (thread-seconds summed over workers for the first six):
   /// shared prefixes, full-cache references, candidates' examples, of which
   /// prompt (NAMM updates included), answer tokens and NAMM updates; then wall
-  /// seconds of CMA-ES ask/tell and of the checkpoint.
+  /// seconds of CMA-ES ask/tell and of the checkpoint written after the
+  /// previous generation (the log line precedes its own generation's checkpoint).
   double prefix_seconds = 0.0, full_seconds = 0.0, candidate_seconds = 0.0;
   double candidate_prefill_seconds = 0.0, candidate_decode_seconds = 0.0, policy_seconds = 0.0;
   double cma_seconds = 0.0, checkpoint_seconds = 0.0;

@@ -3,6 +3,7 @@
 
 #include "core/atomic_file.h"
 #include "core/hf_checkpoint.h"
+#include "core/memory_budget.h"
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -107,18 +108,55 @@ std::string llama_config_json(const LlamaConfig& config, c10::ScalarType dtype) 
   return out.dump(2) + "\n";
 }
 
+double llama_parameter_count(const LlamaConfig& c) {
+  const double d = static_cast<double>(c.hidden_size), v = static_cast<double>(c.vocab_size);
+  const double dh = static_cast<double>(c.resolved_head_dim());
+  const double hq = static_cast<double>(c.num_attention_heads), hkv = static_cast<double>(c.num_key_value_heads);
+  const double layer = d * dh * (2.0 * hq + 2.0 * hkv) + 3.0 * d * static_cast<double>(c.intermediate_size) + 2.0 * d;
+  return v * d * (c.tie_word_embeddings ? 1.0 : 2.0) + static_cast<double>(c.num_hidden_layers) * layer + d;
+}
+
+void check_llama_checkpoint_sizes(const std::string& dir, const LlamaConfig& config, c10::ScalarType dtype) {
+  const std::string config_path = (fs::path(dir) / kHfConfigFile).string();
+  const auto shapes = hf_weight_shapes(hf_weight_files(dir));
+  check_llama_config_against_weights(config, shapes, "", config_path);
+  hf_check_weights_fit(shapes, dtype, dir + ": the model");
+  require_memory(llama_parameter_count(config) * static_cast<double>(c10::elementSize(dtype)),
+                 config_path + ": the model it declares (" + config.summary() + ")");
+}
+
+void check_llama_config_against_weights(const LlamaConfig& config,
+                                        const std::map<std::string, std::vector<int64_t>>& shapes,
+                                        const std::string& prefix, const std::string& config_path) {
+  const std::string layers = prefix + "model.layers.";
+  hf_check_layer_count(shapes, layers, config.num_hidden_layers, "num_hidden_layers", config_path);
+  const std::string embed = prefix + "model.embed_tokens.weight";
+  hf_check_size(shapes, embed, 0, config.vocab_size, "vocab_size", config_path);
+  hf_check_size(shapes, embed, 1, config.hidden_size, "hidden_size", config_path);
+  hf_check_size(shapes, layers + "0.mlp.gate_proj.weight", 0, config.intermediate_size, "intermediate_size",
+                config_path);
+  const int64_t head_dim = config.resolved_head_dim();
+  hf_check_size(shapes, layers + "0.self_attn.q_proj.weight", 0, config.num_attention_heads * head_dim,
+                "num_attention_heads x head_dim", config_path);
+  hf_check_size(shapes, layers + "0.self_attn.k_proj.weight", 0, config.num_key_value_heads * head_dim,
+                "num_key_value_heads x head_dim", config_path);
+}
+
 std::map<std::string, std::string> load_llama_weights(const std::string& dir, Llama& model) {
   const LlamaConfig& config = model->config();
   HfWeightRules rules;
   rules.model = "a Llama with " + config.summary();
   rules.ignorable = [&config](const std::string& name) { return ignorable_tensor(name, config); };
+  rules.require_finite = true;  // a diverged run saves NaN: refuse it here, not as '<pad>' answers later
   return hf_load_weights(dir, hf_weight_files(dir), model->hf_named_parameters(), rules);
 }
 
 LlamaCheckpoint load_llama_checkpoint(const std::string& dir, c10::ScalarType dtype, c10::Device device) {
   hf_dtype_name(dtype, kModel);  // refuses non-floating dtypes before reading anything
   LlamaCheckpoint checkpoint;
-  checkpoint.config = read_llama_config((fs::path(dir) / kHfConfigFile).string());
+  const std::string config_path = (fs::path(dir) / kHfConfigFile).string();
+  checkpoint.config = read_llama_config(config_path);
+  check_llama_checkpoint_sizes(dir, checkpoint.config, dtype);  // before anything is allocated
   checkpoint.model = Llama(checkpoint.config);
   checkpoint.model->to(device, dtype);
   checkpoint.metadata = load_llama_weights(dir, checkpoint.model);

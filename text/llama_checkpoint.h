@@ -21,6 +21,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 namespace namm {
 
@@ -51,6 +52,24 @@ std::string llama_config_json(const LlamaConfig& config, c10::ScalarType dtype =
 /// std::runtime_error naming the file, and the tensor where there is one.
 LlamaCheckpoint load_llama_checkpoint(const std::string& dir, c10::ScalarType dtype = c10::kFloat,
                                       c10::Device device = c10::kCPU);
+
+/// The parameter count config describes (embeddings, head, every layer), in
+/// floating point so that an absurd config overflows nothing.
+double llama_parameter_count(const LlamaConfig& config);
+
+/// Everything load_llama_checkpoint checks before it allocates: config's
+/// sizes against dir's weight headers, and that the model fits in memory in
+/// dtype. Throws naming config.json and the field, or the bytes needed.
+void check_llama_checkpoint_sizes(const std::string& dir, const LlamaConfig& config,
+                                  c10::ScalarType dtype = c10::kFloat);
+
+/// Checks config's sizes (layers, vocabulary, widths, heads) against the
+/// tensor shapes a checkpoint's headers declare (hf_weight_shapes), with
+/// prefix before every tensor name ("language_model." inside LLaVA), before
+/// a model is built. Throws "<config_path>: field '<name>' is N, but ...".
+void check_llama_config_against_weights(const LlamaConfig& config,
+                                        const std::map<std::string, std::vector<int64_t>>& shapes,
+                                        const std::string& prefix, const std::string& config_path);
 
 /// Copies the weights of the checkpoint in dir into model, whose config must
 /// match the checkpoint's shapes; returns the safetensors metadata.

@@ -3,6 +3,9 @@
 
 #include "core/adamw_state.h"
 #include "core/atomic_file.h"
+#include "core/parse_number.h"
+#include "core/memory_budget.h"
+#include "core/run_lock.h"
 #include "core/run_record.h"
 #include "core/safetensors.h"
 #include "text/generation.h"
@@ -38,7 +41,7 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-constexpr const char* kStateFile = "trainer_state.safetensors";
+constexpr const char* kStateFile = kTrainerStateFile;
 constexpr const char* kStateFormat = "namm-train-lm-state";
 constexpr int64_t kContextMultiple = 64;
 
@@ -112,8 +115,10 @@ void TrainLmOptions::validate() const {
         "long_context " + str(long_context) + " is below max_context " + str(max_context));
   const int64_t longest = long_fraction > 0 ? std::max(long_context, max_context) : max_context;
   // a follow-up is at most 12 question tokens, kMaxAnswerTokens answer tokens and <eos>
-  check(max_positions >= longest + kMaxAnswerTokens + (13 + kMaxAnswerTokens) * follow_ups,
-        "max_positions " + str(max_positions) + " is below the longest training sequence " + str(longest));
+  const int64_t longest_sequence = longest + kMaxAnswerTokens + (13 + kMaxAnswerTokens) * follow_ups;
+  check(max_positions >= longest_sequence,
+        "max_positions " + str(max_positions) + " is below the longest training sequence, " + str(longest_sequence) +
+            " tokens (a " + str(longest) + "-token prompt, its answer and " + str(follow_ups) + " follow-ups)");
   check(follow_ups >= 0 && follow_ups <= 64, "follow_ups must be in [0, 64], got " + str(follow_ups));
   check(batch_tokens >= 1, "batch_tokens must be >= 1, got " + str(batch_tokens));
   check(steps >= 1, "steps must be >= 1, got " + str(steps));
@@ -517,9 +522,32 @@ std::string grown_layer_source(const std::string& name, int64_t from_layers, int
 Trainer::Trainer(TrainLmOptions options, std::ostream* progress)
     : options_(std::move(options)), progress_(progress), optim_(std::make_unique<Optim>()) {
   options_.validate();
+  // before any work: one run per folder, and never over a trained model
+  run_lock_ = claim_training_folder(options_.out_dir, options_.init_from, options_.force);
   session_start_ = now_seconds();
   at::set_num_threads(options_.threads);
   git_commit_ = git_commit();
+  // sizes before allocation: the start checkpoint against its weights, then
+  // the model with its gradients and two AdamW moments (4 copies)
+  if (!options_.init_from.empty()) {
+    check_llama_checkpoint_sizes(options_.init_from,
+                                 read_llama_config((fs::path(options_.init_from) / "config.json").string()));
+  }
+  require_memory(4.0 * 4.0 * llama_parameter_count(options_.model_config()),
+                 "train-lm: the model (" + options_.model_config().summary() + ") with its gradients and optimizer");
+  {
+    // a step's activations kept for backward: per token and layer the
+    // residual-stream tensors, the SwiGLU ones and a row of attention
+    // probabilities per head over the longest prompt
+    const LlamaConfig c = options_.model_config();
+    const double longest = static_cast<double>(std::max(options_.max_context, options_.long_context)) + 64.0;
+    const double per_token_layer = 20.0 * static_cast<double>(c.hidden_size) +
+                                   6.0 * static_cast<double>(c.intermediate_size) +
+                                   3.0 * static_cast<double>(c.num_attention_heads) * longest;
+    require_memory(4.0 * static_cast<double>(options_.batch_tokens) * static_cast<double>(c.num_hidden_layers) *
+                       per_token_layer,
+                   "train-lm: --batch-tokens " + std::to_string(options_.batch_tokens) + " (a step's activations)");
+  }
   {
     // initial weights are a function of the seed alone
     at::manual_seed(options_.seed);
@@ -606,9 +634,9 @@ void Trainer::resume(const std::string& path) {
   at::Generator generator = at::detail::getDefaultCPUGenerator();
   generator.set_state(file.at("rng/torch_cpu"));
   try {
-    step_ = std::stoll(meta("step"));
-    tokens_seen_ = std::stoll(meta("tokens_seen"));
-    elapsed_before_ = std::stod(meta("elapsed_seconds"));
+    step_ = parse_int64(meta("step"), path + ": metadata step");
+    tokens_seen_ = parse_int64(meta("tokens_seen"), path + ": metadata tokens_seen");
+    elapsed_before_ = parse_finite_double(meta("elapsed_seconds"), path + ": metadata elapsed_seconds");
   } catch (const std::logic_error&) {
     throw std::runtime_error(path + ": bad step / tokens_seen / elapsed_seconds metadata");
   }

@@ -38,6 +38,8 @@
 
 namespace namm {
 
+class FileLock;  // core/run_lock.h
+
 /// Everything a training run is made of. Fields marked (resume) must match
 /// the checkpoint's to resume; the others may change between restarts.
 struct TrainLmOptions {
@@ -82,7 +84,8 @@ struct TrainLmOptions {
   int64_t eval_every = 0;          ///< steps per evaluation during training; 0 = only at the end.
   int64_t eval_examples = 16;      ///< validation examples per task and length.
   std::vector<int64_t> eval_lengths = {1024, 2048, 4096};  ///< prompt lengths of the final evaluation.
-  std::string out_dir = "models/lm";
+  std::string out_dir;              ///< the run folder (required; never a shipped model unless force).
+  bool force = false;              ///< start afresh even in a folder that holds a model but no trainer state (not saved).
   std::string command_line;        ///< recorded in the provenance.
 
   /// The model these options describe (vocabulary: builtin_tokenizer()).
@@ -226,6 +229,7 @@ class Trainer {
   Llama model_{nullptr};
   struct Optim;
   std::unique_ptr<Optim> optim_;
+  std::unique_ptr<FileLock> run_lock_;  // held for the trainer's life: one run per folder
   int64_t step_ = 0;
   bool resumed_ = false;
   double elapsed_before_ = 0.0;  // wall seconds of earlier runs of this checkpoint

@@ -169,13 +169,23 @@ std::map<std::string, std::string> load_llava_weights(const std::string& dir, Vi
   rules.canonical = canonical_llava_tensor_name;  // either layout (see the header)
   rules.ignorable = [&config](const std::string& name) { return ignorable_tensor(name, config); };
   rules.optional = {"image_newline"};  // image-only, so a checkpoint may leave it out
+  rules.require_finite = true;         // a diverged run saves NaN: refuse it here, not as '<pad>' answers later
   return hf_load_weights(dir, hf_weight_files(dir), model->hf_named_parameters(), rules);
 }
 
 LlavaCheckpoint load_llava_checkpoint(const std::string& dir, c10::ScalarType dtype, c10::Device device) {
   hf_dtype_name(dtype, kModel);  // refuses non-floating dtypes before reading anything
   LlavaCheckpoint checkpoint;
-  checkpoint.config = read_llava_config((fs::path(dir) / kHfConfigFile).string());
+  const std::string config_path = (fs::path(dir) / kHfConfigFile).string();
+  checkpoint.config = read_llava_config(config_path);
+  {
+    // config.json's sizes against the weights' headers, before anything is allocated
+    const auto shapes = hf_weight_shapes(hf_weight_files(dir), canonical_llava_tensor_name);
+    check_llama_config_against_weights(checkpoint.config.text, shapes, "language_model.", config_path);
+    hf_check_layer_count(shapes, "vision_tower.vision_model.encoder.layers.", checkpoint.config.vision.num_hidden_layers,
+                         "vision_config.num_hidden_layers", config_path);
+    hf_check_weights_fit(shapes, dtype, dir + ": the model");
+  }
   checkpoint.model = VideoModel(checkpoint.config);
   checkpoint.model->to(device, dtype);
   checkpoint.metadata = load_llava_weights(dir, checkpoint.model);

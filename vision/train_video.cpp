@@ -3,6 +3,8 @@
 
 #include "core/adamw_state.h"
 #include "core/atomic_file.h"
+#include "core/parse_number.h"
+#include "core/run_lock.h"
 #include "core/run_record.h"
 #include "core/safetensors.h"
 #include "text/llama_checkpoint.h"
@@ -35,7 +37,7 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-constexpr const char* kStateFile = "trainer_state.safetensors";
+constexpr const char* kStateFile = kTrainerStateFile;
 constexpr const char* kStateFormat = "namm-train-video-state";
 constexpr double kPi = 3.14159265358979323846;
 
@@ -302,6 +304,8 @@ struct VideoTrainer::Optim {
 VideoTrainer::VideoTrainer(TrainVideoOptions options, std::ostream* progress)
     : options_(std::move(options)), progress_(progress), optim_(std::make_unique<Optim>()) {
   options_.validate();
+  // before any work: one run per folder, and never over a trained model
+  run_lock_ = claim_training_folder(options_.out_dir, options_.init_from, options_.force);
   session_start_ = now_seconds();
   at::set_num_threads(options_.threads);
   git_commit_ = git_commit();
@@ -406,9 +410,9 @@ void VideoTrainer::resume(const std::string& path) {
   at::Generator generator = at::detail::getDefaultCPUGenerator();
   generator.set_state(file.at("rng/torch_cpu"));
   try {
-    step_ = std::stoll(meta("step"));
-    clips_seen_ = std::stoll(meta("clips_seen"));
-    elapsed_before_ = std::stod(meta("elapsed_seconds"));
+    step_ = parse_int64(meta("step"), path + ": metadata step");
+    clips_seen_ = parse_int64(meta("clips_seen"), path + ": metadata clips_seen");
+    elapsed_before_ = parse_finite_double(meta("elapsed_seconds"), path + ": metadata elapsed_seconds");
   } catch (const std::logic_error&) {
     throw std::runtime_error(path + ": bad step / clips_seen / elapsed_seconds metadata");
   }

@@ -53,6 +53,8 @@
 
 namespace namm {
 
+class FileLock;  // core/run_lock.h
+
 /// Everything a video training run is made of. Fields marked (resume) must
 /// match the checkpoint's to resume; the others may change between restarts.
 struct TrainVideoOptions {
@@ -98,7 +100,8 @@ struct TrainVideoOptions {
   int64_t checkpoint_every = 50;   ///< steps per checkpoint (and one at the end).
   int64_t eval_count = 40;         ///< validation clips per kind at the end; 0 = no evaluation.
   int64_t delay = kVideoDefaultDelay;  ///< memory update interval recorded for the evaluation (full cache: no effect).
-  std::string out_dir = "models/video";
+  std::string out_dir;              ///< the run folder (required; never a shipped model unless force).
+  bool force = false;              ///< start afresh even in a folder that holds a model but no trainer state (not saved).
   std::string command_line;        ///< recorded in the provenance.
 
   /// kinds, or all kinds when empty.
@@ -186,6 +189,7 @@ class VideoTrainer {
   VideoModel model_{nullptr};
   struct Optim;
   std::unique_ptr<Optim> optim_;
+  std::unique_ptr<FileLock> run_lock_;  // held for the trainer's life: one run per folder
   int64_t step_ = 0;
   bool resumed_ = false;
   double elapsed_before_ = 0.0;

@@ -149,6 +149,8 @@ Clip open_clip(const std::string& path) {
   const fs::file_status status = fs::status(path, error);
   if (!fs::exists(status)) fail(path, "no such file");
   if (fs::is_directory(status)) fail(path, "is a directory, not a video file");
+  // a FIFO or device would make FFmpeg wait or read for ever
+  if (!fs::is_regular_file(status)) fail(path, "is not a regular file (a FIFO, device or socket), not a video file");
   if (fs::is_regular_file(status) && fs::file_size(path, error) == 0 && !error) fail(path, "empty file (0 bytes), not a video");
 
   Clip clip;

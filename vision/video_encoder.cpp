@@ -2,6 +2,8 @@
 // tree sees VideoEncoder and plain byte vectors.
 #include "vision/video_encoder.h"
 
+#include "core/atomic_file.h"
+
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -82,7 +84,7 @@ void check_video_encoder_options(const VideoEncoderOptions& options, const std::
 }
 
 struct VideoEncoder::State {
-  std::string path, tmp_path;
+  std::string path, target_path, tmp_path;  // as given, after following symlinks, the temporary
   std::vector<uint8_t> padded;  // the source frame plus zeroed slack for SIMD over-reads
   int width = 0, height = 0;
   int64_t frames = 0;
@@ -121,7 +123,10 @@ VideoEncoder::VideoEncoder(const std::string& path, int width, int height, doubl
   quiet_ffmpeg_info_logs();
   State& s = *state_;
   s.path = path;
-  s.tmp_path = path + ".tmp";
+  // a symlink is written through; a device or FIFO there is refused, never replaced
+  check_output_file(path);
+  s.target_path = resolve_output_path(path);
+  s.tmp_path = unique_temp_path(s.target_path);
   s.width = width;
   s.height = height;
 
@@ -268,7 +273,7 @@ void VideoEncoder::finish() {
   if (err < 0) fail(s.path, "cannot write the container trailer: " + av_error_text(err));
   err = avio_closep(&s.format->pb);
   if (err < 0) fail(s.path, "closing " + s.tmp_path + " failed: " + av_error_text(err));
-  if (std::rename(s.tmp_path.c_str(), s.path.c_str()) != 0)
+  if (std::rename(s.tmp_path.c_str(), s.target_path.c_str()) != 0)
     fail(s.path, "cannot rename " + s.tmp_path + " into place: " + std::string(std::strerror(errno)));
   s.finished = true;
 }

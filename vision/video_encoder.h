@@ -7,7 +7,7 @@
 // Deterministic: identical frames and options give identical file bytes
 // (one encoder thread, fixed parameters, FFmpeg's bit-exact flags so no
 // version strings or clocks enter the container).
-// Atomic: frames go to "<path>.tmp"; finish() renames it over path, so a
+// Atomic: frames go to a unique temporary beside path; finish() renames it over path, so a
 // reader never sees a half-written clip and a failure leaves no file.
 //
 // Not here: decoding (vision/video_decoder.h), audio, hardware encoders.
@@ -48,7 +48,7 @@ void check_video_encoder_options(const VideoEncoderOptions& options, const std::
 /// destroying an unfinished encoder deletes its temporary file.
 class VideoEncoder {
  public:
-  /// Opens "<path>.tmp" for writing. width and height must be even and
+  /// Opens a unique temporary beside path for writing. width and height must be even and
   /// positive (yuv420p); fps > 0. Throws std::invalid_argument for bad sizes
   /// or fps, std::runtime_error for an unknown codec or an unwritable path.
   VideoEncoder(const std::string& path, int width, int height, double fps,

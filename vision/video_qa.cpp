@@ -91,7 +91,12 @@ SampledClip sample_scene(const VideoScene& scene, int64_t frames) {
 
 SampledClip read_clip(const std::string& path, int64_t frames, const std::vector<int64_t>* informative_frames) {
   if (frames < 1) throw std::invalid_argument("read_clip: frames must be >= 1, got " + std::to_string(frames));
-  std::vector<DecodedFrame> decoded = sample_frames_uniform(path, static_cast<int>(frames));
+  // a model sees frames of a few hundred pixels: a 4K clip is scaled while it
+  // is decoded, so memory is bounded by what the model uses, not the clip
+  const VideoInfo info = probe_video(path);
+  int width = 0, height = 0;  // native
+  if (std::max(info.width, info.height) > kMaxDecodedSide) (info.width >= info.height ? width : height) = kMaxDecodedSide;
+  std::vector<DecodedFrame> decoded = sample_frames_uniform(path, static_cast<int>(frames), width, height);
   SampledClip clip;
   clip.source = path;
   clip.width = decoded.front().width;

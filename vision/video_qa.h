@@ -83,7 +83,12 @@ struct SampledClip {
 /// Samples a rendered scene like the decoder samples its clip; informative per sample from the scene.
 SampledClip sample_scene(const VideoScene& scene, int64_t frames);
 
-/// Decodes `frames` uniform samples of a video file at its native size (the
+/// The longest side a clip is decoded at: larger clips are scaled down while
+/// decoding (aspect kept), smaller ones stay native.
+inline constexpr int kMaxDecodedSide = 1024;
+
+/// Decodes `frames` uniform samples of a video file at its native size, or
+/// scaled so its longer side is kMaxDecodedSide when it is larger (the
 /// decoder's errors: std::runtime_error "<path>: <problem>"). When
 /// informative_frames (ascending source frame numbers, e.g. from a scene
 /// index) is given, the samples' informative marks are set from it.

@@ -5,6 +5,7 @@
 #include "core/npy.h"
 #include "core/spectrogram.h"
 #include "tests/run_command.h"
+#include "tests/temp_files.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -192,7 +193,7 @@ void expect_clean_failure(const RunResult& result, const std::string& named, con
   EXPECT_NE(result.output.find(named), std::string::npos) << result.output;
   EXPECT_EQ(std::count(result.output.begin(), result.output.end(), '\n'), 1) << result.output;
   EXPECT_FALSE(fs::exists(out)) << out;
-  EXPECT_FALSE(fs::exists(out + ".tmp")) << out;
+  EXPECT_FALSE(test_support::has_temporary(out)) << out;
 }
 
 TEST_F(Cli, BadAttentionFilesFailCleanly) {

@@ -1,4 +1,5 @@
 #include "core/cma_es.h"
+#include "tests/temp_files.h"
 
 #include "core/safetensors.h"
 
@@ -345,7 +346,7 @@ TEST_F(CmaEsFiles, ResumingFromASaveIsBitwiseIdenticalToNotStopping) {
   EXPECT_EQ(straight.sigma(), resumed.sigma());
   EXPECT_EQ(straight.best_fitness(), resumed.best_fitness());
   EXPECT_EQ(straight.evaluations(), resumed.evaluations());
-  EXPECT_FALSE(fs::exists(p + ".tmp"));
+  EXPECT_FALSE(test_support::has_temporary(p));
 }
 
 // the NAMM's setting, where the eigendecomposition is lazy: B and D come

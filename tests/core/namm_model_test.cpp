@@ -1,4 +1,5 @@
 #include "core/namm_model.h"
+#include "tests/temp_files.h"
 
 #include "core/atomic_file.h"
 #include "core/safetensors.h"
@@ -243,7 +244,7 @@ TEST_F(NammModelFiles, SaveLoadRoundTripKeepsEveryField) {
   EXPECT_EQ(l.normalizer.frozen(), true);
   EXPECT_EQ(l.normalizer.eps, m.normalizer.eps);
   EXPECT_EQ(l.provenance_json, m.provenance_json);
-  EXPECT_FALSE(fs::exists(path("m.safetensors.tmp")));
+  EXPECT_FALSE(test_support::has_temporary(path("m.safetensors")));
 }
 
 TEST_F(NammModelFiles, ZerosRoundTripKeepsAnUnfrozenEmptyNormalizer) {

@@ -1,4 +1,5 @@
 #include "core/safetensors.h"
+#include "tests/temp_files.h"
 
 #include "core/atomic_file.h"
 
@@ -72,20 +73,33 @@ TEST_F(Safetensors, AtomicWriteJoinsPiecesAndReadReturnsBytesExactly) {
   EXPECT_EQ(read_file(path("f")), binary + "tail");
   write_file_atomically(path("f"), "");
   EXPECT_EQ(read_file(path("f")), "");
-  EXPECT_FALSE(fs::exists(path("f.tmp")));
+  EXPECT_FALSE(test_support::has_temporary(path("f")));
 }
 
 TEST_F(Safetensors, AtomicWriteThatFailsKeepsTargetAndRemovesTemporary) {
-  // renaming a file over a non-empty directory fails after the temp is written.
+  // a directory at the target is refused before any temporary is made
   fs::create_directories(path("target/child"));
   try {
     write_file_atomically(path("target"), "bytes");
     ADD_FAILURE() << "no error";
   } catch (const std::runtime_error& e) {
-    EXPECT_EQ(std::string(e.what()).rfind(path("target") + ": rename: ", 0), 0u) << e.what();
+    EXPECT_EQ(std::string(e.what()), path("target") + ": is a directory") << e.what();
   }
   EXPECT_TRUE(fs::is_directory(path("target/child")));
-  EXPECT_FALSE(fs::exists(path("target.tmp")));
+  // a directory that cannot be written: creating the temporary fails, nothing is left
+  fs::create_directories(path("locked"));
+  fs::permissions(path("locked"), fs::perms::owner_read | fs::perms::owner_exec);
+  if (::access(path("locked").c_str(), W_OK) != 0) {  // root writes anyway
+    try {
+      write_file_atomically(path("locked/f"), "bytes");
+      ADD_FAILURE() << "no error";
+    } catch (const std::runtime_error& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(path("locked/f") + ": cannot create ", 0), 0u) << e.what();
+    }
+  }
+  fs::permissions(path("locked"), fs::perms::owner_all);
+  for (const auto& entry : fs::recursive_directory_iterator(dir_))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
 }
 
 TEST_F(Safetensors, ReadFileNamesMissingFileAndDirectory) {
@@ -185,7 +199,7 @@ TEST_F(Safetensors, WriteReplacesExistingFileAndLeavesNoTemporary) {
   const SafetensorsFile file = read_safetensors(path("w.safetensors"));
   EXPECT_EQ(file.tensors.count("x"), 0u);
   EXPECT_TRUE(at::equal(file.at("y"), at::ones({2})));
-  EXPECT_FALSE(fs::exists(path("w.safetensors.tmp")));
+  EXPECT_FALSE(test_support::has_temporary(path("w.safetensors")));
 }
 
 TEST_F(Safetensors, WriteIntoMissingDirectoryNamesThePath) {

@@ -9,6 +9,7 @@
 #include "rl/rollout.h"
 #include "vision/video_decoder.h"
 #include "tests/rl/tiny_hopper.h"
+#include "tests/temp_files.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -180,7 +181,7 @@ TEST(EpisodeVideo, DecodesToTheAnnouncedFrameCountAndSize) {
 
   const std::string path = (dir / "episode.mp4").string();
   recorder.write_video(path, report, 1);
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_FALSE(test_support::has_temporary(path));
   const VideoInfo info = probe_video(path);
   EXPECT_EQ(info.width, view.width);
   EXPECT_EQ(info.height, view.height);
@@ -239,7 +240,7 @@ TEST(EpisodeVideo, UnrecordedEpisodeIsAnErrorAndLeavesNoFile) {
   EXPECT_NE(message.find("no steps were recorded"), std::string::npos) << message;
   EXPECT_NE(error_of([&] { recorder.write_video(path, report, 4); }).find("no episode 4"), std::string::npos);
   EXPECT_FALSE(fs::exists(path));
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_FALSE(test_support::has_temporary(path));
   fs::remove_all(dir);
 }
 
@@ -268,7 +269,7 @@ TEST(KindsPlot, WritesAPngOfTheAnnouncedSize) {
     const auto [w, h] = kinds_plot_size(layers, o);
     EXPECT_EQ(png_size(path), std::make_pair(w, h));
     EXPECT_EQ(h, o.header_height + o.footer_height + layers * o.panel_height);
-    EXPECT_FALSE(fs::exists(path + ".tmp"));
+    EXPECT_FALSE(test_support::has_temporary(path));
   }
   fs::remove_all(dir);
 }

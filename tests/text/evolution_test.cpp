@@ -11,6 +11,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -323,6 +325,48 @@ TEST(Evolution, CorruptOrForeignCheckpointIsRefusedNamingTheFile) {
   write_file_atomically(cma_file, cma.substr(0, cma.size() - 100));
   const std::string broken = message_of(options);
   EXPECT_NE(broken.find(cma_file), std::string::npos) << broken;
+  fs::remove_all(dir);
+}
+
+TEST(Evolution, ResumeWithAnotherLanguageModelIsRefused) {
+  const Llama model = tiny_task_model();
+  const std::string dir = temp_dir("other_host");
+  EvolutionOptions options = tiny_run(model, dir);
+  options.stop_after_generations = 1;
+  evolve(model, options);
+  // same shape and options, other weights: only the fingerprint tells them apart
+  at::manual_seed(8);
+  const Llama other = Llama(model->config());
+  std::string message = "no error";
+  try {
+    evolve(other, options);
+  } catch (const std::runtime_error& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("another language model"), std::string::npos) << message;
+  EXPECT_NE(message.find(dir), std::string::npos) << message;
+  fs::remove_all(dir);
+}
+
+TEST(Evolution, LogRecordsPastTheCheckpointAreDroppedOnResume) {
+  // a kill between a generation's log line and its checkpoint: the resumed
+  // run redoes that generation, and the log holds each generation once
+  const Llama model = tiny_task_model();
+  const std::string dir = temp_dir("log_order");
+  EvolutionOptions options = tiny_run(model, dir);
+  options.stop_after_generations = 1;
+  evolve(model, options);
+  const std::string log = dir + "/log.jsonl";
+  std::string text = read_file(log);
+  ASSERT_EQ(std::count(text.begin(), text.end(), '\n'), 1);
+  // what the killed run would have left: the next generation's line and half of another
+  write_file_atomically(log, text + "{\"generation\": 2, \"stage\": 1}\n{\"generation\": 3, \"sta");
+  options.stop_after_generations = 1;
+  evolve(model, options);
+  text = read_file(log);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
+  EXPECT_EQ(text.find("\"stage\": 1}"), std::string::npos) << text;  // the stale line is gone
+  EXPECT_EQ(text.find("\"sta\n"), std::string::npos) << text;
   fs::remove_all(dir);
 }
 

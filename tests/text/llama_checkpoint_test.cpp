@@ -2,6 +2,7 @@
 // tests/fixtures/make_llama_fixture.py, whose reference logits come from an
 // independent Python implementation of Hugging Face's Llama forward pass.
 #include "text/llama_checkpoint.h"
+#include "tests/temp_files.h"
 
 #include "core/atomic_file.h"
 #include "core/npy.h"
@@ -96,7 +97,7 @@ TEST(LlamaCheckpoint, SaveThenLoadRoundTripsWeightsAndConfig) {
   const LlamaCheckpoint original = load_llama_checkpoint(kFixtures + "/sharded_f32");
   save_llama_checkpoint(dir.str(), original.model, {{"command", "namm train-lm --seed 3"}});
   EXPECT_TRUE(fs::exists(dir.path / "model.safetensors"));
-  EXPECT_FALSE(fs::exists(dir.path / "model.safetensors.tmp"));
+  EXPECT_FALSE(test_support::has_temporary((dir.path / "model.safetensors").string()));
   const LlamaCheckpoint loaded = load_llama_checkpoint(dir.str());
   EXPECT_EQ(loaded.config.summary(), original.config.summary());
   EXPECT_DOUBLE_EQ(loaded.config.rms_norm_eps, original.config.rms_norm_eps);

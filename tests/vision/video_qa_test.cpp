@@ -6,6 +6,7 @@
 // errors that leave no output behind.
 #include "vision/train_video.h"
 #include "vision/video_qa.h"
+#include "tests/temp_files.h"
 
 #include "core/atomic_file.h"
 #include "core/namm_model.h"
@@ -217,7 +218,7 @@ TEST(VideoQaPicture, WritesAPngOfTheAnnouncedSize) {
   const auto [width, height] = video_qa_picture_size(16, 2);
   EXPECT_EQ(png_size(path), std::make_pair(width, height));
   EXPECT_GT(width, 16 * 112);
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_FALSE(test_support::has_temporary(path));
 }
 
 // ---------------------------------------------------------------------------
@@ -452,7 +453,7 @@ TEST_F(VideoCli, BadInputsGiveOneLineErrorsAndLeaveNoPicture) {
     EXPECT_EQ(line_count(r.output), 1) << r.output;
     EXPECT_NE(r.output.find(c.needle), std::string::npos) << r.output;
     EXPECT_FALSE(fs::exists(viz)) << c.args;
-    EXPECT_FALSE(fs::exists(viz + ".tmp")) << c.args;
+    EXPECT_FALSE(test_support::has_temporary(viz)) << c.args;
   }
 }
 

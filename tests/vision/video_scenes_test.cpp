@@ -4,6 +4,7 @@
 #include "text/tokenizer.h"
 #include "vision/video_encoder.h"
 #include "vision/video_scenes.h"
+#include "tests/temp_files.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -391,7 +392,7 @@ TEST(VideoEncoder, DISABLED_SameFramesGiveIdenticalFileBytes) {
   const std::string a = read_bytes(dir.file("a.mp4")), b = read_bytes(dir.file("b.mp4"));
   EXPECT_GT(a.size(), 500u);
   EXPECT_EQ(a, b);
-  EXPECT_FALSE(fs::exists(dir.file("a.mp4.tmp")));
+  EXPECT_FALSE(test_support::has_temporary(dir.file("a.mp4")));
 }
 
 TEST(VideoEncoder, RoundTripKeepsFrameCountAndPixels) {
@@ -452,8 +453,10 @@ TEST(VideoEncoder, BadCodecAndSizeAreOneLineErrors) {
   EXPECT_THROW(encode_video(dir.file("y.mp4"), frames, 31, 32, 12), std::invalid_argument);
   EXPECT_THROW(encode_video(dir.file("z.mp4"), frames, 32, 32, 0), std::invalid_argument);
   EXPECT_THROW(encode_video(dir.file("w.mp4"), {std::vector<uint8_t>(10)}, 32, 32, 12), std::invalid_argument);
-  for (const char* name : {"x.mp4", "y.mp4", "z.mp4", "w.mp4", "x.mp4.tmp", "w.mp4.tmp"})
+  for (const char* name : {"x.mp4", "y.mp4", "z.mp4", "w.mp4"}) {
     EXPECT_FALSE(fs::exists(dir.file(name))) << name;
+    EXPECT_FALSE(test_support::has_temporary(dir.file(name))) << name;
+  }
 }
 
 TEST(VideoEncoder, AbandonedClipLeavesNoFile) {
@@ -461,10 +464,10 @@ TEST(VideoEncoder, AbandonedClipLeavesNoFile) {
   {
     VideoEncoder encoder(dir.file("a.mp4"), 32, 32, 12);
     encoder.write_frame(std::vector<uint8_t>(32 * 32 * 3, 100));
-    EXPECT_TRUE(fs::exists(dir.file("a.mp4.tmp")));
+    EXPECT_TRUE(test_support::has_temporary(dir.file("a.mp4")));
     EXPECT_FALSE(fs::exists(dir.file("a.mp4")));
   }
-  EXPECT_FALSE(fs::exists(dir.file("a.mp4.tmp")));
+  EXPECT_FALSE(test_support::has_temporary(dir.file("a.mp4")));
   EXPECT_FALSE(fs::exists(dir.file("a.mp4")));
 }
 
