@@ -42,10 +42,10 @@ int run_rollout(const std::vector<std::string>& args) {
   // clang-format off
   options.add_options()
       ("env", po::value(&env_name)->required(), "hopper | walker2d")
-      ("model", po::value(&model_dir)->required(), "Decision Transformer directory (config.json, model.safetensors, dt_sidecar.json)")
+      ("model", po::value(&model_dir), "Decision Transformer directory (config.json, model.safetensors, dt_sidecar.json); default: the shipped models/dt-ENV")
       ("memory", po::value(&memory)->default_value(memory), "memory policy: full, namm, h2o, l2, streaming, tova, recency, random")
       ("budget", po::value(&budget_text)->default_value(budget_text), "KV budget per head for the baselines: tokens (\"60\") or a share of the tokens so far (\"25%\")")
-      ("namm", po::value(&namm_path), "NAMM checkpoint (.safetensors) for --memory namm")
+      ("namm", po::value(&namm_path), "NAMM checkpoint (.safetensors) for --memory namm; default with --memory namm: the shipped models/namm.safetensors")
       ("allow-rl-namm", "accept a NAMM whose record says it was evolved on RL (results are then not zero-shot)")
       ("delay", po::value(&delay)->default_value(delay), "tokens between policy updates (0: the NAMM's own delay with --namm, else 64)")
       ("window", po::value(&o.window)->default_value(o.window), "K > 0: re-encode the last K steps every step (the standard evaluation; keeps no cache)")
@@ -87,7 +87,9 @@ int run_rollout(const std::vector<std::string>& args) {
   } catch (const std::exception& e) {
     throw UsageError(std::string("--budget: ") + e.what());
   }
-  if (memory == "namm" && namm_path.empty()) throw UsageError("--memory namm needs --namm FILE");
+  // the shipped models, so `namm rollout --env hopper --memory namm` just runs
+  if (model_dir.empty()) model_dir = "models/dt-" + env_name;
+  if (memory == "namm" && namm_path.empty()) namm_path = "models/namm.safetensors";
   if (!namm_path.empty()) {
     auto model = std::make_shared<const NammModel>(NammModel::load(namm_path));
     if (namm_evolved_on_rl(model->provenance_json) && !vm.count("allow-rl-namm")) {

@@ -27,7 +27,7 @@ std::string fmt(const char* format, double value) {
 }  // namespace
 
 int run_video_qa(const std::vector<std::string>& args) {
-  std::string clip_path, question, model_dir, memory = "namm", budget_text = "25%",
+  std::string clip_path, question, model_dir = "models/video", memory = "namm", budget_text = "25%",
                                               namm_path = "models/namm.safetensors", viz_path;
   int64_t frames = 16, delay = kVideoDefaultDelay, seed = 0, max_answer_tokens = 4;
   int threads = 2;
@@ -37,7 +37,7 @@ int run_video_qa(const std::vector<std::string>& args) {
   options.add_options()
       ("clip", po::value(&clip_path)->required(), "video file (any container/codec FFmpeg decodes)")
       ("question", po::value(&question)->required(), "the question, in words of the model's vocabulary (e.g. \"which star arrived ?\")")
-      ("model", po::value(&model_dir)->required(), "video model directory (config.json, model.safetensors), e.g. from train-video")
+      ("model", po::value(&model_dir)->default_value(model_dir), "video model directory (config.json, model.safetensors): the shipped one, or one from train-video")
       ("memory", po::value(&memory)->default_value(memory), "memory policy: namm, full, h2o, l2, streaming, tova, recency, random")
       ("budget", po::value(&budget_text)->default_value(budget_text), "KV budget per head for the baselines: tokens (\"64\") or a share of the tokens so far (\"25%\")")
       ("namm", po::value(&namm_path)->default_value(namm_path), "NAMM checkpoint for --memory namm")

@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <iostream>
 #include <memory>
 #include <utility>
@@ -22,8 +23,9 @@ namespace namm::app {
 
 namespace po = boost::program_options;
 
-/// Refuses values no option means: NaN or infinity for any number, a
-/// negative --delay or --stop-after (0 is each one's "default" value).
+/// Refuses values no option means: NaN, infinity or a magnitude beyond
+/// float32 for any number, a negative --delay or --stop-after (0 is each
+/// one's "default" value).
 inline void check_option_values(const po::variables_map& vm) {
   for (const auto& [name, value] : vm) {
     const boost::any& any = value.value();
@@ -31,8 +33,14 @@ inline void check_option_values(const po::variables_map& vm) {
     bool is_number = false;
     if (const double* d = boost::any_cast<double>(&any)) number = *d, is_number = true;
     if (const float* f = boost::any_cast<float>(&any)) number = *f, is_number = true;
+    char shown[32];
+    std::snprintf(shown, sizeof(shown), "%g", number);
     if (is_number && !value.defaulted() && !std::isfinite(number)) {
-      throw UsageError("--" + name + " must be a finite number, got " + std::to_string(number));
+      throw UsageError("--" + name + " must be a finite number, got " + shown);
+    }
+    // tensors hold float32: a larger magnitude would fail deep in LibTorch, unnamed
+    if (is_number && !value.defaulted() && std::fabs(number) > 3.4e38) {
+      throw UsageError("--" + name + " is outside the float32 range (|x| <= 3.4e38), got " + shown);
     }
     if (name == "delay" || name == "stop-after") {
       long long integer = 0;
