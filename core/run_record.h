@@ -35,7 +35,7 @@ uint64_t mix64(uint64_t x);
 uint64_t step_hash(uint64_t salt, uint64_t seed, int64_t step, int64_t slot);
 
 /// Rewrites a JSONL training log (atomically) keeping the records whose
-/// key ("step"; evolution logs: "generation") is <= step: on resume, the records a killed session wrote past its
+/// key ("step"; evolution logs: "generation") is <= step: on resume, the records a killed run wrote past its
 /// last checkpoint are dropped (they will be redone), and so is a half-written
 /// last line. Nothing happens when the file does not exist.
 void keep_log_records_up_to(const std::string& log_path, int64_t step, const std::string& key = "step");

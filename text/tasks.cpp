@@ -234,7 +234,7 @@ constexpr int64_t kValueDigits = 3;
 // cap keeps fresh draws quick, and longer contexts get more filler instead.
 // Why no look-alike keys (two keys sharing a word): a small host trained
 // here learned to match one word of the key and then stayed at about 50% on
-// every question whose key had a look-alike for 1,000 steps (session 5,
+// every question whose key had a look-alike for 1,000 steps (commit 3988c6e,
 // models/lm/README.md); the needle task keeps the look-alikes.
 constexpr int64_t kMaxKvRecords = 160;
 
@@ -390,7 +390,7 @@ Draft make_needle(Rng& rng, int64_t context) {
 // The id closes its paragraph, as a citation would, so the id's digits come
 // after the words that identify it: a causal host can gather the keywords into
 // the digits' positions and copy the best-matching id, as it copies a kv value
-// after its key. With the id first (sessions 3-7) the id had to be read back
+// after its key. With the id first (commits 5503d3d to 7f9d4d8) the id had to be read back
 // from the keywords' positions, mixed over every paragraph sharing a keyword,
 // and the two-layer host never got past picking a paragraph at random.
 
@@ -508,11 +508,11 @@ Draft make_variables(Rng& rng, int64_t context) {
   // The answer restates the chain's assignments from the asked variable back
   // to its root ("var c" -> "c = b , b = a , a = d d d"). Each step is one
   // lookup of "var X = ...", which a two-layer host can make, where the value
-  // alone would need all hops in one forward pass (session 6: 0.25 at 1k
+  // alone would need all hops in one forward pass (commit a971199: 0.25 at 1k
   // tokens). Restating the key makes every step the same lookup, keyed by
   // the token before "=": a bare walk ("b a d d d") keys its first step on the
   // question and the others on the token just written, two circuits, and
-  // the host learned neither (session 8: 0.06 at 1k). Exact match scores the
+  // the host learned neither (commit 4de40d1: 0.06 at 1k). Exact match scores the
   // whole walk, so a wrong turn is a wrong answer.
   {
     const std::vector<int64_t>& v = chains[0].vars;
@@ -568,7 +568,7 @@ Draft make_variables(Rng& rng, int64_t context) {
 // variable_lookup (training only): single assignments, some to a name that is
 // never assigned itself, some to digits; <q> what is var X ? -> X = Y.
 //
-// A bridge to variable_tracking. The host trained through session 10 makes
+// A bridge to variable_tracking. The host shipped until commit 72cb864 makes
 // the `X = d d d` lookup but not one whose value is a name: of 75 wrong walks
 // 71 went wrong at the first name lookup (models/lm/README.md). Here every
 // question is one name-valued lookup among look-alike records, in the walk's
@@ -982,7 +982,7 @@ std::vector<FollowUp> follow_up_questions(const TaskExample& ex, int64_t max_que
   // Drawn with replacement: asked without replacement, each record exactly
   // once, the last questions of a short context are answered by elimination
   // (the record not asked yet), and a host trained that way learned that
-  // shortcut instead of matching keys (session 5: on 64-token kv prompts,
+  // shortcut instead of matching keys (commit 3988c6e: on 64-token kv prompts,
   // which hold 3 records, 42% of first questions right against a
   // teacher-forced 62% over all questions).
   // A stream of its own, so the example's draws stay as they are.

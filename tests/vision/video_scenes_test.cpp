@@ -383,7 +383,7 @@ TEST(SceneIndex, RejectsBadFilesNamingThem) {
 
 // DISABLED: in the full suite the two files differ in about one run of three
 // (in isolation they never did); an encoder-side source of nondeterminism is
-// still to be found (issue 4 note). Run with --gtest_also_run_disabled_tests.
+// still to be found. Run with --gtest_also_run_disabled_tests.
 TEST(VideoEncoder, DISABLED_SameFramesGiveIdenticalFileBytes) {
   TempDir dir;
   const VideoScene scene = make_scene("move_direction", Split::kTest, 1, small_options());
