@@ -4,7 +4,6 @@
 #pragma once
 
 #include "apps/command.h"
-#include "core/printable.h"
 #include "core/run_lock.h"
 
 #include <boost/program_options.hpp>
@@ -62,8 +61,8 @@ inline bool parse_options(const std::string& command, const std::string& usage,
     for (const po::option& option : parsed.options) {
       // a stray word ("train-lm --steps 2 100") is a mistake, never silently ignored
       if (option.position_key >= 0 || option.string_key.empty()) {
-        throw UsageError("unexpected argument '" + printable(option.original_tokens.empty() ? std::string()
-                                                                                        : option.original_tokens[0]) +
+        throw UsageError("unexpected argument '" +
+                         (option.original_tokens.empty() ? std::string() : option.original_tokens[0]) +
                          "' (every value belongs to an option)");
       }
       // "--out --steps 4" would train into ./--steps
@@ -72,7 +71,7 @@ inline bool parse_options(const std::string& command, const std::string& usage,
             options.find_nothrow(value.substr(2, value.find('=') == std::string::npos ? std::string::npos
                                                                                         : value.find('=') - 2),
                                  false) != nullptr) {
-          throw UsageError("--" + option.string_key + " needs a value, got the option name '" + printable(value) + "'");
+          throw UsageError("--" + option.string_key + " needs a value, got the option name '" + value + "'");
         }
       }
     }
@@ -92,6 +91,7 @@ inline bool parse_options(const std::string& command, const std::string& usage,
 /// The output files of a command, checked and locked before any work (empty
 /// paths are options not given): a bad or busy path fails now, naming its
 /// option, not after the run. Keep the result alive until the outputs are written.
+/// (main() escapes control bytes in every message, these included.)
 inline std::vector<std::unique_ptr<FileLock>> claim_outputs(
     const std::vector<std::pair<std::string, std::string>>& option_and_path) {
   std::vector<std::unique_ptr<FileLock>> locks;
@@ -100,7 +100,7 @@ inline std::vector<std::unique_ptr<FileLock>> claim_outputs(
     try {
       locks.push_back(lock_output_file(path, option));
     } catch (const std::runtime_error& e) {
-      throw UsageError(printable(e.what(), 1000));
+      throw UsageError(e.what());
     }
   }
   return locks;

@@ -6,6 +6,7 @@
 #include "core/spectrogram.h"
 #include "tests/run_command.h"
 #include "tests/temp_files.h"
+#include "tests/test_dir.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -24,16 +25,13 @@ namespace fs = std::filesystem;
 
 using test_support::run_command;
 using test_support::run_namm;
+using test_support::read_text;
 using test_support::RunResult;
 
 
 // script must not hold single quotes
 RunResult run_shell(const std::string& script) { return run_command("bash -c '" + script + "'"); }
 
-std::string read_text(const std::string& file) {
-  std::ifstream in(file);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 class Cli : public ::testing::Test {
  protected:

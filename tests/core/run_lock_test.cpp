@@ -5,6 +5,7 @@
 #include "core/memory_budget.h"
 #include "core/printable.h"
 #include "core/run_lock.h"
+#include "tests/test_dir.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -25,26 +26,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string message_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using test_support::message_of;
 
-class RunLock : public ::testing::Test {
+class RunLock : public test_support::TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("namm_run_lock_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
+  RunLock() : TempDirTest("namm_run_lock_test") {}
 };
 
 // What a lock attempt from another process says: the child's message, written to a pipe.

@@ -287,12 +287,18 @@ TEST(Evolution, ScreeningFailsClearlyWhenTheFullCacheAnswersNothing) {
   }
 }
 
-TEST(Evolution, CorruptOrForeignCheckpointIsRefusedNamingTheFile) {
-  const Llama model = tiny_task_model();
-  const std::string dir = temp_dir("corrupt");
+// tiny_run's options after one generation into dir, checkpointed there.
+EvolutionOptions after_one_generation(const Llama& model, const std::string& dir) {
   EvolutionOptions options = tiny_run(model, dir);
   options.stop_after_generations = 1;
   evolve(model, options);
+  return options;
+}
+
+TEST(Evolution, CorruptOrForeignCheckpointIsRefusedNamingTheFile) {
+  const Llama model = tiny_task_model();
+  const std::string dir = temp_dir("corrupt");
+  const EvolutionOptions options = after_one_generation(model, dir);
 
   const std::string state = dir + "/state.json";
   const std::string good = read_file(state);
@@ -331,9 +337,7 @@ TEST(Evolution, CorruptOrForeignCheckpointIsRefusedNamingTheFile) {
 TEST(Evolution, ResumeWithAnotherLanguageModelIsRefused) {
   const Llama model = tiny_task_model();
   const std::string dir = temp_dir("other_host");
-  EvolutionOptions options = tiny_run(model, dir);
-  options.stop_after_generations = 1;
-  evolve(model, options);
+  const EvolutionOptions options = after_one_generation(model, dir);
   // same shape and options, other weights: only the fingerprint tells them apart
   at::manual_seed(8);
   const Llama other = Llama(model->config());
@@ -353,16 +357,13 @@ TEST(Evolution, LogRecordsPastTheCheckpointAreDroppedOnResume) {
   // run redoes that generation, and the log holds each generation once
   const Llama model = tiny_task_model();
   const std::string dir = temp_dir("log_order");
-  EvolutionOptions options = tiny_run(model, dir);
-  options.stop_after_generations = 1;
-  evolve(model, options);
+  const EvolutionOptions options = after_one_generation(model, dir);
   const std::string log = dir + "/log.jsonl";
   std::string text = read_file(log);
   ASSERT_EQ(std::count(text.begin(), text.end(), '\n'), 1);
   // what the killed run would have left: the next generation's line and half of another
   write_file_atomically(log, text + "{\"generation\": 2, \"stage\": 1}\n{\"generation\": 3, \"sta");
-  options.stop_after_generations = 1;
-  evolve(model, options);
+  evolve(model, options);  // resumes and runs one more generation
   text = read_file(log);
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
   EXPECT_EQ(text.find("\"stage\": 1}"), std::string::npos) << text;  // the stale line is gone
