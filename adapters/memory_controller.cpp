@@ -20,6 +20,7 @@ MemoryController::MemoryController(std::unique_ptr<MemoryPolicy> policy, int num
     throw std::invalid_argument("MemoryController: delay must be >= 1, got " + std::to_string(options_.delay));
   }
   recorders_.resize(static_cast<size_t>(num_layers_));
+  for (AttentionRecorder& recorder : recorders_) recorder_pointers_.push_back(&recorder);
   kept_sum_.assign(static_cast<size_t>(num_layers_), 0.0);
   seen_sum_.assign(static_cast<size_t>(num_layers_), 0.0);
 }
@@ -31,6 +32,11 @@ AttentionRecorder* MemoryController::recorder(int layer) {
   }
   if (!policy_->needs().attention) return nullptr;
   return &recorders_[static_cast<size_t>(layer)];
+}
+
+const std::vector<AttentionRecorder*>& MemoryController::recorders() const {
+  static const std::vector<AttentionRecorder*> kNone;
+  return policy_->needs().attention ? recorder_pointers_ : kNone;
 }
 
 std::vector<LayerKvCache*> MemoryController::pointers(std::vector<LayerKvCache>& caches) {
@@ -85,6 +91,7 @@ void MemoryController::run_update(const std::vector<LayerKvCache*>& caches) {
 
     LayerObservation observation;  // heads: [Hkv]
     observation.layer = layer;
+    observation.num_layers = num_layers_;
     observation.num_new_tokens = queries;
     observation.tokens_seen = tokens_seen_;
     observation.heads.resize(static_cast<size_t>(heads));

@@ -1,6 +1,8 @@
 // Runs one memory policy over all attention layers of one sequence.
 //
-// Host protocol (any LibTorch host: language, video, Decision Transformer):
+// Host protocol (any LibTorch host: language, video, Decision Transformer).
+// adapters/cached_host.h implements it once (feed_chunk, feed_sequence) for
+// every CachedHost; a host that implements that interface gets it for free:
 //   1. Before feeding a chunk, ask n_max = controller.tokens_until_update()
 //      and feed at most n_max tokens, so that every update sees exactly
 //      `delay` new queries (the NAMM's STFT needs a multiple of its hop).
@@ -83,6 +85,9 @@ class MemoryController {
   /// The recorder layer's attention should fill, or null when the policy
   /// needs no attention (then nothing must be recorded).
   AttentionRecorder* recorder(int layer);
+  /// recorder(l) for every layer [L], or an empty list when the policy needs
+  /// no attention (the form CachedHost::forward_layers takes; no allocation).
+  const std::vector<AttentionRecorder*>& recorders() const;
 
   /// Tells the controller that n more tokens passed through every layer of
   /// caches [num_layers]. Runs an update when `delay` tokens have
@@ -113,7 +118,8 @@ class MemoryController {
   std::unique_ptr<MemoryPolicy> policy_;
   int num_layers_;
   ControllerOptions options_;
-  std::vector<AttentionRecorder> recorders_;  // [layers], created on first use
+  std::vector<AttentionRecorder> recorders_;  // [layers], sized by the first recorded chunk
+  std::vector<AttentionRecorder*> recorder_pointers_;  // [layers] into recorders_
   int64_t buffered_ = 0;
   int64_t tokens_seen_ = 0;
   int64_t num_updates_ = 0;

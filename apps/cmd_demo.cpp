@@ -7,6 +7,7 @@
 // later query looks for. Every policy manages the same stream at the same
 // budget; we report memory kept, needles kept and how far the attention
 // output drifts from the full cache's.
+#include "adapters/cached_host.h"
 #include "adapters/kv_cache.h"
 #include "adapters/memory_controller.h"
 #include "adapters/prunable_attention.h"
@@ -88,46 +89,74 @@ struct DemoRun {
   double seconds = 0.0;
 };
 
+// The needle stream as a host: its layers' queries, keys and values are fixed
+// in advance, so a chunk's embeddings carry nothing and forward_layers
+// slices the stream at the chunk's positions. It keeps every layer's
+// attention output for the drift measure (one host per run, one thread).
+class NeedleStreamHost : public CachedHost {
+ public:
+  explicit NeedleStreamHost(const NeedleStream& stream) : stream_(stream), outputs_(kLayers) {}
+
+  int64_t num_layers() const override { return kLayers; }
+  int64_t embedding_width() const override { return 1; }
+  SequenceState new_state() const override {
+    return SequenceState::with_layers(kLayers, KvCacheOptions{kKvHeads, kHeadDim});
+  }
+  at::Tensor forward_layers(SequenceState& state, const at::Tensor& embeddings, const at::Tensor& positions,
+                            const std::vector<AttentionRecorder*>& recorders) const override {
+    const int64_t begin = positions.data_ptr<int64_t>()[0];
+    const int64_t n = positions.size(0);
+    for (int l = 0; l < kLayers; ++l) {
+      const LayerStream& layer = stream_.layers[static_cast<size_t>(l)];
+      outputs_[static_cast<size_t>(l)].push_back(prunable_attention(
+          layer.q.slice(1, begin, begin + n), layer.k.slice(1, begin, begin + n), layer.v.slice(1, begin, begin + n),
+          positions, state.caches[static_cast<size_t>(l)], recorders.empty() ? nullptr : recorders[static_cast<size_t>(l)]));
+    }
+    return embeddings;
+  }
+  std::string summary() const override { return "needle stream: 2 attention layers, 4 query / 2 KV heads of 32"; }
+  std::vector<std::pair<std::string, at::Tensor>> hf_named_parameters() const override { return {}; }
+
+  /// Attention outputs of the whole stream: [layers, Hq, T, D].
+  at::Tensor outputs() const {
+    std::vector<at::Tensor> per_layer;
+    for (const auto& chunks : outputs_) per_layer.push_back(at::cat(chunks, 1));
+    return at::stack(per_layer);
+  }
+
+ private:
+  const NeedleStream& stream_;
+  mutable std::vector<std::vector<at::Tensor>> outputs_;  // [layers] -> chunks [Hq, n, D]
+};
+
 DemoRun run_policy(const NeedleStream& stream, const DemoSettings& settings, const PolicySpec& spec) {
   DemoRun run;
   run.policy = spec.name;
   ControllerOptions controller_options;
   controller_options.delay = settings.delay;
   MemoryController controller(make_policy(spec), kLayers, controller_options);
-  std::vector<LayerKvCache> caches;
-  for (int l = 0; l < kLayers; ++l) caches.emplace_back(KvCacheOptions{kKvHeads, kHeadDim});
-  std::vector<std::vector<at::Tensor>> outputs(kLayers);
+  const NeedleStreamHost host(stream);
+  SequenceState state = host.new_state();
 
   const auto start = std::chrono::steady_clock::now();
-  for (int64_t begin = 0; begin < settings.tokens;) {
-    const int64_t n = std::min({settings.chunk, controller.tokens_until_update(), settings.tokens - begin});
-    const at::Tensor positions = at::arange(begin, begin + n, at::kLong);
-    for (int l = 0; l < kLayers; ++l) {
-      const LayerStream& layer = stream.layers[l];
-      outputs[l].push_back(prunable_attention(layer.q.slice(1, begin, begin + n), layer.k.slice(1, begin, begin + n),
-                                              layer.v.slice(1, begin, begin + n), positions, caches[l],
-                                              controller.recorder(l)));
-    }
-    controller.after_tokens(n, caches);
-    begin += n;
-  }
+  feed_sequence(
+      host, state, settings.tokens, [](int64_t, int64_t n) { return at::zeros({n, 1}); }, settings.chunk, &controller,
+      HiddenRows::kLast);
   run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   run.retained = controller.mean_retained_fraction();
   int64_t needle_hits = 0, needle_slots = 0;
   const auto is_needle = stream.is_needle.accessor<bool, 1>();
-  for (int l = 0; l < kLayers; ++l) {
-    run.final_bytes += caches[l].bytes();
+  for (const LayerKvCache& cache : state.caches) {
+    run.final_bytes += cache.bytes();
     for (int h = 0; h < kKvHeads; ++h) {
-      run.final_tokens += caches[l].length(h);
-      for (int64_t position : caches[l].position_list(h)) needle_hits += is_needle[position];
+      run.final_tokens += cache.length(h);
+      for (int64_t position : cache.position_list(h)) needle_hits += is_needle[position];
       needle_slots += settings.needles;
     }
   }
   run.needles_kept = double(needle_hits) / double(needle_slots);
-  std::vector<at::Tensor> per_layer;
-  for (auto& chunks : outputs) per_layer.push_back(at::cat(chunks, 1));
-  run.outputs = at::stack(per_layer);
+  run.outputs = host.outputs();
   return run;
 }
 

@@ -93,7 +93,7 @@ int run_eval_text(const std::vector<std::string>& args) {
   }
 
   const Llama model = load_task_model(lm_dir);
-  const TextComparison comparison = compare_policies(model, namm, comparison_options);
+  const TextComparison comparison = compare_policies(*model, namm, comparison_options);
   const std::string markdown = comparison.to_markdown();
   std::cout << markdown;
   if (!json_path.empty()) write_file_atomically(json_path, comparison.to_json());

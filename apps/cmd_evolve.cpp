@@ -112,7 +112,7 @@ int run_evolve(const std::vector<std::string>& args) {
   if (rank != 0) {
     // a worker: whatever goes wrong here must end the whole job, or rank 0 waits forever
     try {
-      serve_evolution(load_task_model(lm_dir), evolution);
+      serve_evolution(*load_task_model(lm_dir), evolution);
     } catch (const std::exception& e) {
       std::string message = e.what();
       cluster->abort_job("namm evolve: rank " + std::to_string(rank) + ": error: " +
@@ -158,7 +158,7 @@ int evolve_on_rank_zero(EvolutionOptions& evolution, const std::string& lm_dir, 
   {
     const StopSignal stop;
     evolution.stop = stop.flag();
-    result = evolve(model, evolution);
+    result = evolve(*model, evolution);
     stopped = stop.requested();
   }
 

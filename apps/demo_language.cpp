@@ -40,7 +40,7 @@ Answer answer(const Llama& model, const TaskExample& example, std::unique_ptr<Me
   controller_options.record_statistics = false;
   MemoryController controller(std::move(policy), layers, controller_options);
   Answer out;
-  out.outcome = answer_with_controller(model, example, controller, options);
+  out.outcome = answer_with_controller(*model, example, controller, options);
   for (int l = 0; l < layers; ++l) out.kept_per_layer.push_back(controller.mean_retained_fraction(l));
   return out;
 }

@@ -19,6 +19,7 @@
 // overloaded machine with threads=1 it gives the compute time that wall
 // clocks lose to other processes.
 #include "adapters/kv_cache.h"
+#include "adapters/cached_host.h"
 #include "adapters/memory_controller.h"
 #include "adapters/prunable_attention.h"
 #include "core/bam.h"
@@ -102,7 +103,7 @@ double spectrogram_flops(int64_t tokens, int64_t queries, const namm::Spectrogra
 }
 
 // The stand-in decoder: random weights, no vocabulary (inputs are embeddings).
-class StandInHost {
+class StandInHost : public namm::CachedHost {
  public:
   explicit StandInHost(const HostShape& shape) : shape_(shape) {
     const double w_scale = 1.0 / std::sqrt(static_cast<double>(shape.width));
@@ -130,6 +131,20 @@ class StandInHost {
     options.head_dim = shape_.head_dim;
     return std::vector<LayerKvCache>(static_cast<size_t>(shape_.layers), LayerKvCache(options));
   }
+
+  int64_t num_layers() const override { return shape_.layers; }
+  int64_t embedding_width() const override { return shape_.width; }
+  namm::SequenceState new_state() const override {
+    namm::SequenceState state;
+    state.caches = make_caches();
+    return state;
+  }
+  at::Tensor forward_layers(namm::SequenceState& state, const at::Tensor& embeddings, const at::Tensor& positions,
+                            const std::vector<AttentionRecorder*>& recorders) const override {
+    return forward(embeddings, positions, state.caches, recorders);
+  }
+  std::string summary() const override { return "stand-in Llama-style decoder, random weights"; }
+  std::vector<std::pair<std::string, at::Tensor>> hf_named_parameters() const override { return {}; }
 
   // x [n, W] at positions [n] -> [n, W]; recorders: one per layer or empty.
   at::Tensor forward(at::Tensor x, const at::Tensor& positions, std::vector<LayerKvCache>& caches,
@@ -217,12 +232,12 @@ int main(int argc, char** argv) {
   const std::shared_ptr<const namm::NammModel> shared_model = model;
 
   // prefill 4,096 tokens without a policy: the cache must hold them all
-  std::vector<LayerKvCache> prefilled = host.make_caches();
+  namm::SequenceState prefill_state = host.new_state();
   const auto prefill_start = Clock::now();
-  for (int64_t done = 0; done < kPrefill; done += kChunk) {
-    host.forward(at::randn({kChunk, shape.width}), at::arange(done, done + kChunk, at::kLong), prefilled, {});
-  }
+  namm::feed_sequence(host, prefill_state, at::randn({kPrefill, shape.width}), kChunk, nullptr,
+                      namm::HiddenRows::kLast);
   const double prefill_s = seconds_since(prefill_start);
+  const std::vector<LayerKvCache> prefilled = std::move(prefill_state.caches);
   const at::Tensor x_new = at::randn({kChunk, shape.width});
   const at::Tensor new_positions = at::arange(kPrefill, kPrefill + kChunk, at::kLong);
   const int64_t tokens = kPrefill + kChunk;

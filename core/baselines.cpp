@@ -2,6 +2,8 @@
 // random, each a plain rule over one head's cached tokens at a budget.
 #include "core/baselines.h"
 
+#include "core/scorer_policy.h"
+
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -14,46 +16,6 @@
 
 namespace namm {
 namespace {
-
-// checks one head's observation against what the policy needs; returns T.
-int64_t check_head(const char* policy, const LayerObservation& observation, size_t h,
-                   bool need_attention, bool need_keys) {
-  const HeadObservation& head = observation.heads[h];
-  TORCH_CHECK(head.positions.defined(), policy, ": layer ", observation.layer, " head ", h,
-              " has no positions");
-  TORCH_CHECK(head.positions.dim() == 1 && head.positions.scalar_type() == at::kLong, policy,
-              ": layer ", observation.layer, " head ", h, " positions must be [T] int64, got ",
-              head.positions.sizes(), " ", head.positions.scalar_type());
-  const int64_t t = head.positions.size(0);
-  if (need_attention) {
-    TORCH_CHECK(head.attention.defined(), policy, ": layer ", observation.layer, " head ", h,
-                " has no attention rows (the host must buffer them: needs().attention)");
-    TORCH_CHECK(head.attention.dim() == 2 && head.attention.size(1) == t, policy, ": layer ",
-                observation.layer, " head ", h, " attention ", head.attention.sizes(),
-                " does not match [Q, T] with T = ", t, " positions");
-  }
-  if (need_keys) {
-    TORCH_CHECK(head.keys.defined(), policy, ": layer ", observation.layer, " head ", h,
-                " has no keys (the host must hand them over: needs().keys)");
-    TORCH_CHECK(head.keys.dim() == 2 && head.keys.size(0) == t, policy, ": layer ",
-                observation.layer, " head ", h, " keys ", head.keys.sizes(),
-                " do not match [T, D] with T = ", t, " positions");
-  }
-  return t;
-}
-
-// the budget of a layer; a fractional budget is meaningless if tokens_seen
-// undercounts the cache, so that is a host bug worth stopping on.
-int64_t resolve_budget(const char* policy, const Budget& budget, const LayerObservation& observation) {
-  for (size_t h = 0; h < observation.heads.size(); ++h) {
-    const HeadObservation& head = observation.heads[h];
-    const int64_t t = head.positions.defined() ? head.positions.size(0) : 0;
-    TORCH_CHECK(observation.tokens_seen >= t, policy, ": layer ", observation.layer,
-                " tokens_seen (", observation.tokens_seen, ") is smaller than head ", h,
-                "'s cache (", t, " tokens)");
-  }
-  return budget.resolve(observation.tokens_seen);
-}
 
 // a float32 CPU copy of scores [T] as a vector; NaN ranks lowest.
 std::vector<float> to_vector(const at::Tensor& scores) {
@@ -99,18 +61,18 @@ void append_range(std::vector<int64_t>& indices, int64_t begin, int64_t end) {
 LayerDecision FullCachePolicy::update(const LayerObservation& observation) {
   LayerDecision decision;
   for (size_t h = 0; h < observation.heads.size(); ++h) {
-    const int64_t t = check_head("full", observation, h, false, false);
+    const int64_t t = check_head_observation("full", observation, h, false, false);
     decision.heads.push_back({keep_range(0, t, observation.heads[h].positions), at::Tensor()});
   }
   return decision;
 }
 
 LayerDecision RecencyPolicy::update(const LayerObservation& observation) {
-  const int64_t budget = resolve_budget("recency", budget_, observation);
+  const int64_t budget = resolve_layer_budget("recency", budget_, observation);
   LayerDecision decision;
   for (size_t h = 0; h < observation.heads.size(); ++h) {
     const at::Tensor& positions = observation.heads[h].positions;
-    const int64_t t = check_head("recency", observation, h, false, false);
+    const int64_t t = check_head_observation("recency", observation, h, false, false);
     // positions ascend, so the last B indices are the B most recent tokens.
     decision.heads.push_back(
         {keep_range(std::max<int64_t>(0, t - budget), t, positions), positions.to(at::kFloat)});
@@ -125,11 +87,11 @@ StreamingLlmPolicy::StreamingLlmPolicy(Budget budget, int64_t sinks) : budget_(b
 }
 
 LayerDecision StreamingLlmPolicy::update(const LayerObservation& observation) {
-  const int64_t budget = resolve_budget("streaming", budget_, observation);
+  const int64_t budget = resolve_layer_budget("streaming", budget_, observation);
   LayerDecision decision;
   for (size_t h = 0; h < observation.heads.size(); ++h) {
     const at::Tensor& positions = observation.heads[h].positions;
-    const int64_t t = check_head("streaming", observation, h, false, false);
+    const int64_t t = check_head_observation("streaming", observation, h, false, false);
     // sinks are the cached tokens whose sequence position is < sinks_: a
     // prefix, since positions ascend; earlier evictions may have thinned it.
     const int64_t cached_sinks = (positions < sinks_).sum().item<int64_t>();
@@ -168,7 +130,7 @@ at::Tensor H2oPolicy::accumulated(int layer, int head) const {
 }
 
 LayerDecision H2oPolicy::update(const LayerObservation& observation) {
-  const int64_t budget = resolve_budget("h2o", budget_, observation);
+  const int64_t budget = resolve_layer_budget("h2o", budget_, observation);
   std::vector<at::Tensor>& sums = accumulated_[observation.layer];
   if (sums.empty()) sums.resize(observation.heads.size());
   TORCH_CHECK(sums.size() == observation.heads.size(), "h2o: layer ", observation.layer, " has ",
@@ -176,7 +138,7 @@ LayerDecision H2oPolicy::update(const LayerObservation& observation) {
   LayerDecision decision;
   for (size_t h = 0; h < observation.heads.size(); ++h) {
     const HeadObservation& head = observation.heads[h];
-    const int64_t t = check_head("h2o", observation, h, true, false);
+    const int64_t t = check_head_observation("h2o", observation, h, true, false);
     // column sums over the new queries: [Q, T] -> [T].
     at::Tensor received = head.attention.to(at::kFloat).sum(0);
     at::Tensor total;
@@ -208,11 +170,11 @@ LayerDecision H2oPolicy::update(const LayerObservation& observation) {
 }
 
 LayerDecision L2NormPolicy::update(const LayerObservation& observation) {
-  const int64_t budget = resolve_budget("l2", budget_, observation);
+  const int64_t budget = resolve_layer_budget("l2", budget_, observation);
   LayerDecision decision;
   for (size_t h = 0; h < observation.heads.size(); ++h) {
     const HeadObservation& head = observation.heads[h];
-    const int64_t t = check_head("l2", observation, h, false, true);
+    const int64_t t = check_head_observation("l2", observation, h, false, true);
     // [T, D] -> [T]; low key norms are the tokens attention tends to need.
     at::Tensor scores = -at::norm(head.keys.to(at::kFloat), 2, {1});
     std::vector<int64_t> keep;
@@ -228,12 +190,12 @@ LayerDecision L2NormPolicy::update(const LayerObservation& observation) {
 }
 
 LayerDecision TovaPolicy::update(const LayerObservation& observation) {
-  const int64_t budget = resolve_budget("tova", budget_, observation);
+  const int64_t budget = resolve_layer_budget("tova", budget_, observation);
   const size_t num_heads = observation.heads.size();
   std::vector<at::Tensor> rows;  // per head [T]: the last query's attention
   for (size_t h = 0; h < num_heads; ++h) {
     const HeadObservation& head = observation.heads[h];
-    check_head("tova", observation, h, true, false);
+    check_head_observation("tova", observation, h, true, false);
     TORCH_CHECK(head.attention.size(0) >= 1, "tova: layer ", observation.layer, " head ", h,
                 " has no query rows (attention ", head.attention.sizes(), ")");
     rows.push_back(head.attention[head.attention.size(0) - 1].to(at::kFloat));
@@ -263,11 +225,11 @@ LayerDecision TovaPolicy::update(const LayerObservation& observation) {
 }
 
 LayerDecision RandomPolicy::update(const LayerObservation& observation) {
-  const int64_t budget = resolve_budget("random", budget_, observation);
+  const int64_t budget = resolve_layer_budget("random", budget_, observation);
   LayerDecision decision;
   for (size_t h = 0; h < observation.heads.size(); ++h) {
     const at::Tensor& positions = observation.heads[h].positions;
-    const int64_t t = check_head("random", observation, h, false, false);
+    const int64_t t = check_head_observation("random", observation, h, false, false);
     // one generator per draw, seeded by (seed, draw number): reproducible
     // without carrying generator state across resets.
     const uint64_t draw = draws_++;

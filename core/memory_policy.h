@@ -28,6 +28,7 @@ struct HeadObservation {
 /// What a policy sees of one layer at an update.
 struct LayerObservation {
   int layer = 0;                 ///< layer index in the host, 0 = first.
+  int num_layers = 1;            ///< layers of the host (layer-wise budgets need it).
   int64_t num_new_tokens = 0;    ///< tokens appended since this layer's previous update: the last num_new_tokens of every head's cache.
   int64_t tokens_seen = 0;       ///< tokens of the sequence so far, i.e. the full-cache size; fractional budgets refer to it.
   std::vector<HeadObservation> heads;  ///< one per KV head.

@@ -101,38 +101,6 @@ const char* dt_token_kind_name(DtTokenKind kind) {
 }
 
 // ---------------------------------------------------------------------------
-// DtState
-
-int64_t DtState::bytes() const {
-  int64_t total = 0;
-  for (const LayerKvCache& cache : caches) total += cache.bytes();
-  return total;
-}
-
-double DtState::mean_cached_tokens(int64_t layer) const {
-  if (layer < 0 || layer >= static_cast<int64_t>(caches.size())) {
-    throw std::out_of_range("DtState::mean_cached_tokens: layer " + std::to_string(layer) + " out of range [0, " +
-                            std::to_string(caches.size()) + ")");
-  }
-  const LayerKvCache& cache = caches[static_cast<size_t>(layer)];
-  double total = 0.0;
-  for (int64_t h = 0; h < cache.num_heads(); ++h) total += static_cast<double>(cache.length(h));
-  return total / static_cast<double>(cache.num_heads());
-}
-
-double DtState::mean_cached_tokens() const {
-  if (caches.empty()) return 0.0;
-  double total = 0.0;
-  for (int64_t l = 0; l < static_cast<int64_t>(caches.size()); ++l) total += mean_cached_tokens(l);
-  return total / static_cast<double>(caches.size());
-}
-
-void DtState::clear() {
-  for (LayerKvCache& cache : caches) cache.clear();
-  next_position = 0;
-}
-
-// ---------------------------------------------------------------------------
 // modules
 
 Conv1DImpl::Conv1DImpl(int64_t in, int64_t out) {
@@ -321,16 +289,13 @@ DtOutput DecisionTransformerImpl::forward(const DtBatch& batch, bool train,
   return out;
 }
 
-DtState DecisionTransformerImpl::new_state() const {
-  DtState state;
+SequenceState DecisionTransformerImpl::new_state() const {
   KvCacheOptions options;
   options.num_heads = config_.n_head;
   options.head_dim = config_.head_dim();
   options.dtype = embed_state->weight.scalar_type();
   options.device = embed_state->weight.device();
-  state.caches.reserve(static_cast<size_t>(config_.n_layer));
-  for (int64_t l = 0; l < config_.n_layer; ++l) state.caches.emplace_back(options);
-  return state;
+  return SequenceState::with_layers(config_.n_layer, options);
 }
 
 at::Tensor DecisionTransformerImpl::embed(DtTokenKind kind, const at::Tensor& values,
@@ -351,7 +316,7 @@ at::Tensor DecisionTransformerImpl::embed(DtTokenKind kind, const at::Tensor& va
 }
 
 at::Tensor DecisionTransformerImpl::feed_block(int64_t layer, const at::Tensor& x, const at::Tensor& positions,
-                                               DtState& state, MemoryController* controller) const {
+                                               SequenceState& state, AttentionRecorder* recorder) const {
   const Gpt2BlockImpl& block = *encoder->h[static_cast<size_t>(layer)];
   const int64_t n = x.size(0);
   const int64_t d = config_.hidden_size;
@@ -363,7 +328,6 @@ at::Tensor DecisionTransformerImpl::feed_block(int64_t layer, const at::Tensor& 
   const at::Tensor v = qkv.narrow(1, 2 * d, d).view({n, heads, dh}).transpose(0, 1);      // [Hd, n, Dh]
   AttentionOptions options;
   options.scale = config_.attention_scale(layer);
-  AttentionRecorder* recorder = controller != nullptr ? controller->recorder(static_cast<int>(layer)) : nullptr;
   const at::Tensor context =
       prunable_attention(q, k, v, positions, state.caches[static_cast<size_t>(layer)], recorder, options)  // [Hd, n, Dh]
           .transpose(0, 1)
@@ -373,7 +337,22 @@ at::Tensor DecisionTransformerImpl::feed_block(int64_t layer, const at::Tensor& 
   return out;
 }
 
-at::Tensor DecisionTransformerImpl::feed(DtState& state, const at::Tensor& embeddings,
+at::Tensor DecisionTransformerImpl::forward_layers(SequenceState& state, const at::Tensor& embeddings,
+                                                   const at::Tensor& positions,
+                                                   const std::vector<AttentionRecorder*>& recorders) const {
+  at::NoGradGuard no_grad;
+  TORCH_CHECK(state.num_layers() == config_.n_layer, "DecisionTransformer::forward_layers: state has ",
+              state.num_layers(), " caches for ", config_.n_layer, " layers (use new_state())");
+  TORCH_CHECK(recorders.empty() || static_cast<int64_t>(recorders.size()) == config_.n_layer,
+              "DecisionTransformer::forward_layers: ", recorders.size(), " recorders for ", config_.n_layer, " layers");
+  at::Tensor x = embeddings.to(embed_state->weight.device(), embed_state->weight.scalar_type());  // [n, D]
+  for (int64_t l = 0; l < config_.n_layer; ++l) {
+    x = feed_block(l, x, positions, state, recorders.empty() ? nullptr : recorders[static_cast<size_t>(l)]);
+  }
+  return x;
+}
+
+at::Tensor DecisionTransformerImpl::feed(SequenceState& state, const at::Tensor& embeddings,
                                          MemoryController* controller) const {
   // no autograd graph; not InferenceMode, whose tensors a later eviction
   // outside such a guard could not compact in place
@@ -381,26 +360,8 @@ at::Tensor DecisionTransformerImpl::feed(DtState& state, const at::Tensor& embed
   TORCH_CHECK(embeddings.dim() == 2 && embeddings.size(0) >= 1 && embeddings.size(1) == config_.hidden_size,
               "DecisionTransformer::feed: embeddings must be [n, ", config_.hidden_size, "] with n >= 1, got ",
               embeddings.sizes());
-  TORCH_CHECK(static_cast<int64_t>(state.caches.size()) == config_.n_layer, "DecisionTransformer::feed: state has ",
-              state.caches.size(), " caches for ", config_.n_layer, " layers (use new_state())");
-  TORCH_CHECK(controller == nullptr || controller->num_layers() == config_.n_layer,
-              "DecisionTransformer::feed: controller has ", controller ? controller->num_layers() : 0,
-              " layers, model has ", config_.n_layer);
-  const int64_t total = embeddings.size(0);
-  std::vector<at::Tensor> outputs;
-  for (int64_t start = 0; start < total;) {
-    // the host protocol: every policy update sees exactly `delay` new queries
-    int64_t n = total - start;
-    if (controller != nullptr) n = std::min(n, controller->tokens_until_update());
-    const at::Tensor positions = at::arange(state.next_position, state.next_position + n, at::kLong);  // [n]
-    at::Tensor x = embeddings.narrow(0, start, n);  // [n, D]
-    for (int64_t l = 0; l < config_.n_layer; ++l) x = feed_block(l, x, positions, state, controller);
-    state.next_position += n;
-    outputs.push_back(layer_norm(encoder->ln_f, x));
-    if (controller != nullptr) controller->after_tokens(n, state.caches);
-    start += n;
-  }
-  return outputs.size() == 1 ? outputs.front() : at::cat(outputs, 0);  // [n, D]
+  const at::Tensor hidden = feed_sequence(*this, state, embeddings, /*max_chunk=*/0, controller);  // [n, D]
+  return layer_norm(encoder->ln_f, hidden);
 }
 
 }  // namespace namm

@@ -15,10 +15,11 @@
 //   forward(batch)          plain batched causal attention with an optional
 //                           padding mask and autograd (training, and the
 //                           standard K-step sliding-window evaluation);
-//   embed() + feed(state)   incremental inference over a per-episode DtState
-//                           whose per-layer LayerKvCache is kept across the
-//                           whole episode and pruned by a memory policy
-//                           (adapters/memory_controller.h). A cached token's
+//   embed() + feed(state)   incremental inference over a per-episode
+//                           SequenceState whose per-layer LayerKvCache is kept
+//                           across the whole episode and pruned by a memory
+//                           policy: the model is a CachedHost
+//                           (adapters/cached_host.h). A cached token's
 //                           position is its index in the episode's token
 //                           stream (3 t + kind), so position % 3 names its kind.
 //
@@ -33,7 +34,7 @@
 // width, Hd heads, I MLP width, O state size, A action size.
 #pragma once
 
-#include "adapters/kv_cache.h"
+#include "adapters/cached_host.h"
 
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
@@ -97,21 +98,6 @@ inline DtTokenKind dt_token_kind(int64_t position) { return static_cast<DtTokenK
 
 /// "return", "state" or "action".
 const char* dt_token_kind_name(DtTokenKind kind);
-
-/// Per-episode inference state: one prunable KV cache per layer plus the next stream position.
-struct DtState {
-  std::vector<LayerKvCache> caches;  ///< [L] caches, Hd heads each.
-  int64_t next_position = 0;         ///< stream position of the next fed token.
-
-  /// Sum over layers of LayerKvCache::bytes() (allocated storage).
-  int64_t bytes() const;
-  /// Mean over layers and heads of the tokens cached.
-  double mean_cached_tokens() const;
-  /// Mean over heads of the tokens cached in one layer.
-  double mean_cached_tokens(int64_t layer) const;
-  /// Empties every cache and restarts positions at 0.
-  void clear();
-};
 
 /// One batch of trajectory windows, Hugging Face's forward() arguments.
 struct DtBatch {
@@ -190,8 +176,8 @@ TORCH_MODULE(Gpt2Body);
 /// The Decision Transformer. Parameters start with Hugging Face's
 /// initialisation (normal(0, initializer_range) for linear, Conv1D and
 /// embedding weights, zero biases, c_proj weights scaled by 1/sqrt(2 L),
-/// LayerNorms at 1/0). Immutable during inference: all per-episode state is in DtState.
-class DecisionTransformerImpl : public torch::nn::Module {
+/// LayerNorms at 1/0). Immutable during inference: all per-episode state is in SequenceState.
+class DecisionTransformerImpl : public torch::nn::Module, public CachedHost {
  public:
   /// Validates config; parameters are float32 on the CPU (use to() to move).
   explicit DecisionTransformerImpl(const DtConfig& config);
@@ -204,8 +190,16 @@ class DecisionTransformerImpl : public torch::nn::Module {
   /// `generator` (undefined = the default CPU generator).
   DtOutput forward(const DtBatch& batch, bool train = false, c10::optional<at::Generator> generator = c10::nullopt) const;
 
-  /// A fresh inference state whose caches use the model's dtype and device.
-  DtState new_state() const;
+  // CachedHost (adapters/cached_host.h)
+  int64_t num_layers() const override { return config_.n_layer; }
+  int64_t embedding_width() const override { return config_.hidden_size; }
+  /// A fresh inference state: L caches of Hd heads in the model's dtype and device.
+  SequenceState new_state() const override;
+  /// Every GPT-2 block over embeddings [n, D] at stream positions [n] -> [n, D] before ln_f.
+  at::Tensor forward_layers(SequenceState& state, const at::Tensor& embeddings, const at::Tensor& positions,
+                            const std::vector<AttentionRecorder*>& recorders) const override;
+  /// config().summary().
+  std::string summary() const override { return config_.summary(); }
 
   /// Input embeddings of n tokens of one kind, ready for feed(): values [n, F]
   /// (F = 1, O or A by kind; normalised / scaled as in training), timesteps
@@ -214,18 +208,18 @@ class DecisionTransformerImpl : public torch::nn::Module {
   at::Tensor embed(DtTokenKind kind, const at::Tensor& values, const at::Tensor& timesteps) const;
 
   /// Inference path: runs embeddings [n, D] (in stream order) at stream
-  /// positions state.next_position + 0..n-1 through every block, appending
-  /// their keys and values to state's caches. With a controller, splits the
-  /// tokens into chunks of at most controller->tokens_until_update(), records
-  /// attention for its policy and calls after_tokens per chunk (which may
-  /// evict). Returns the final hidden states [n, D] (after ln_f). No autograd.
-  at::Tensor feed(DtState& state, const at::Tensor& embeddings, MemoryController* controller = nullptr) const;
+  /// positions state.next_position + 0..n-1 through feed_sequence
+  /// (adapters/cached_host.h): chunks of at most
+  /// controller->tokens_until_update(), attention recorded for its policy,
+  /// after_tokens per chunk (which may evict). Returns the final hidden
+  /// states [n, D] (after ln_f). No autograd.
+  at::Tensor feed(SequenceState& state, const at::Tensor& embeddings, MemoryController* controller = nullptr) const;
 
   /// The action head: hidden [..., D] -> action [..., A] (tanh when action_tanh).
   at::Tensor predict_action_from(const at::Tensor& hidden) const;
 
   /// The parameters under their Hugging Face names, in registration order.
-  std::vector<std::pair<std::string, at::Tensor>> hf_named_parameters() const;
+  std::vector<std::pair<std::string, at::Tensor>> hf_named_parameters() const override;
 
   Gpt2Body encoder{nullptr};
   torch::nn::Embedding embed_timestep{nullptr};  ///< [max_ep_len, D]
@@ -239,8 +233,8 @@ class DecisionTransformerImpl : public torch::nn::Module {
 
  private:
   /// One block of the inference path over x [n, D] at positions [n].
-  at::Tensor feed_block(int64_t layer, const at::Tensor& x, const at::Tensor& positions, DtState& state,
-                        MemoryController* controller) const;
+  at::Tensor feed_block(int64_t layer, const at::Tensor& x, const at::Tensor& positions, SequenceState& state,
+                        AttentionRecorder* recorder) const;
   /// The MLP activation named by the config.
   at::Tensor activation(const at::Tensor& x) const;
 

@@ -43,7 +43,7 @@ double resolve_target(const DtSidecar& sidecar, const std::string& env, const Ro
 }
 
 // cached tokens per layer (over heads) by kind
-StepTokenKinds count_kinds(const DtState& state) {
+StepTokenKinds count_kinds(const SequenceState& state) {
   StepTokenKinds out;
   out.tokens_seen = state.next_position;
   for (const LayerKvCache& cache : state.caches) {
@@ -89,7 +89,7 @@ EpisodeResult run_cached(const DecisionTransformer& model, const DtSidecar& side
     controller = std::make_unique<MemoryController>(make_policy(spec), static_cast<int>(model->config().n_layer),
                                                     controller_options);
   }
-  DtState state = model->new_state();
+  SequenceState state = model->new_state();
   env.seed(result.seed);
   std::vector<double> observation = env.reset();
   double return_to_go = target / sidecar.return_scale;

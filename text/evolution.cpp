@@ -155,9 +155,9 @@ std::string cma_file_name(int64_t generation) {
 
 // The language model a run evolves on, as a hash of its config and every
 // weight's bytes: a resume with another --lm is refused, whatever its path.
-std::string host_fingerprint(const Llama& model) {
-  uint64_t h = mix64(std::hash<std::string>{}(model->config().summary()));
-  for (const auto& [name, p] : model->hf_named_parameters()) {
+std::string host_fingerprint(const CausalLm& model) {
+  uint64_t h = mix64(std::hash<std::string>{}(model.summary()));
+  for (const auto& [name, p] : model.hf_named_parameters()) {
     const at::Tensor t = p.detach().to(at::kCPU).contiguous();
     const auto* bytes = static_cast<const unsigned char*>(t.data_ptr());
     const size_t n = static_cast<size_t>(t.numel()) * t.element_size();
@@ -376,7 +376,7 @@ double penalised_fitness(double fitness, double retained_fraction, double target
   return fitness - penalty * std::max(0.0, retained_fraction - target);
 }
 
-FitnessReport evaluate_candidates(const Llama& model, const NammModel& base, const at::Tensor& candidates,
+FitnessReport evaluate_candidates(const CausalLm& model, const NammModel& base, const at::Tensor& candidates,
                                   const std::vector<TaskExample>& examples, const FitnessOptions& options) {
   options.answer.validate();
   const int64_t params = base.config.bam.param_count();
@@ -390,7 +390,7 @@ FitnessReport evaluate_candidates(const Llama& model, const NammModel& base, con
   }
   const int64_t k_count = candidates.size(0);
   const int64_t e_count = static_cast<int64_t>(examples.size());
-  const int num_layers = static_cast<int>(model->config().num_hidden_layers);
+  const int num_layers = static_cast<int>(model.num_layers());
   const bool pool = !base.normalizer.frozen();
 
   std::vector<std::shared_ptr<const NammModel>> models;
@@ -744,7 +744,7 @@ bool fault_requested(int rank, int64_t generation) {
 
 /// Rank 0's side of one generation over the cluster: same report as
 /// evaluate_candidates on one process.
-FitnessReport evaluate_on_cluster(Cluster& cluster, const Llama& model, const NammModel& base,
+FitnessReport evaluate_on_cluster(Cluster& cluster, const CausalLm& model, const NammModel& base,
                                   const at::Tensor& rows, const std::vector<TaskExample>& examples,
                                   int64_t generation, const FitnessOptions& options) {
   const int64_t k_count = rows.size(0), params = rows.size(1);
@@ -821,7 +821,7 @@ void finish_cluster(Cluster* cluster) {
 
 }  // namespace
 
-void serve_evolution(const Llama& model, const EvolutionOptions& options) {
+void serve_evolution(const CausalLm& model, const EvolutionOptions& options) {
   Cluster* cluster = options.cluster;
   if (cluster == nullptr || cluster->rank() == 0) {
     throw std::invalid_argument("serve_evolution runs on ranks other than 0 of a cluster");
@@ -852,7 +852,7 @@ void serve_evolution(const Llama& model, const EvolutionOptions& options) {
   }
 }
 
-EvolutionResult evolve(const Llama& model, const EvolutionOptions& options) {
+EvolutionResult evolve(const CausalLm& model, const EvolutionOptions& options) {
   if (options.cluster != nullptr && options.cluster->rank() != 0) {
     throw std::invalid_argument("evolve runs on rank 0; rank " + std::to_string(options.cluster->rank()) +
                                 " runs serve_evolution");

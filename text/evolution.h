@@ -32,7 +32,7 @@
 
 #include "core/feature_norm.h"
 #include "core/namm_model.h"
-#include "text/llama.h"
+#include "adapters/cached_host.h"
 #include "text/tasks.h"
 #include "text/text_eval.h"
 
@@ -103,7 +103,7 @@ double penalised_fitness(double fitness, double retained_fraction, double target
 
 /// Evaluates candidate parameter vectors candidates [K, P] (float32 or 64)
 /// as NAMMs with base's config and normaliser on the same examples.
-FitnessReport evaluate_candidates(const Llama& model, const NammModel& base, const at::Tensor& candidates,
+FitnessReport evaluate_candidates(const CausalLm& model, const NammModel& base, const at::Tensor& candidates,
                                   const std::vector<TaskExample>& examples, const FitnessOptions& options);
 
 class Cluster;
@@ -204,13 +204,13 @@ struct EvolutionResult {
 /// every stage ran, or early on *stop (the generation under way is dropped)
 /// or stop_after_generations (right after a checkpoint). Throws std::runtime_error naming the file on a
 /// corrupt checkpoint or one made with other options.
-EvolutionResult evolve(const Llama& model, const EvolutionOptions& options);
+EvolutionResult evolve(const CausalLm& model, const EvolutionOptions& options);
 
 /// The loop of a rank other than 0: receives each generation's candidates and
 /// prompts from rank 0, scores its share, sends the results back; returns when
 /// rank 0's evolve() returns. options must equal rank 0's (same command line).
 /// Environment NAMM_EVOLVE_FAULT="RANK:GENERATION" makes that rank kill
 /// itself on receiving that generation (tests of a rank dying mid-generation).
-void serve_evolution(const Llama& model, const EvolutionOptions& options);
+void serve_evolution(const CausalLm& model, const EvolutionOptions& options);
 
 }  // namespace namm

@@ -1,15 +1,16 @@
 // Text generation with the prunable KV cache: chunked prefill, then one
 // token at a time, greedy or sampled, under any memory policy.
 //
-// Both phases follow the MemoryController host protocol
-// (adapters/memory_controller.h): no feed exceeds
-// controller->tokens_until_update(), and Llama::feed reports every chunk
-// with after_tokens, so a policy sees exactly `delay` new queries per update.
+// Any language host (a CausalLm, adapters/cached_host.h: the Llama, the
+// video model's language model, a loaded Hugging Face checkpoint) runs
+// through the shared prefill/decode loop there, so both phases follow the
+// MemoryController protocol and a policy sees exactly `delay` new queries per
+// update.
 //
 // Not here: tokenisation, stopping on strings, batching several sequences.
 #pragma once
 
-#include "text/llama.h"
+#include "adapters/cached_host.h"
 
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
@@ -47,20 +48,31 @@ struct GenerationResult {
   double mean_cached_tokens() const;
 };
 
-/// Feeds prompt [T] int64 into state in chunks of at most prompt_chunk tokens,
-/// each also bounded by controller->tokens_until_update(); returns the logits
-/// [V] of the last prompt token. T >= 1.
-at::Tensor prefill(const Llama& model, LlamaState& state, const at::Tensor& prompt, int64_t prompt_chunk,
-                   MemoryController* controller = nullptr);
-
 /// Picks the next token from logits [V]: argmax when temperature is 0, else a
 /// sample with the given temperature and top_k drawn with generator (CPU).
 int64_t pick_token(const at::Tensor& logits, const GenerationOptions& options, at::Generator& generator);
 
+/// What a decode loop produced.
+struct Continuation {
+  std::vector<int64_t> tokens;  ///< picked ids, the stop token included when one ended it.
+  bool stopped = false;         ///< a stop token ended the loop.
+};
+
+/// The decode loop every language host shares: from logits [V] of the last
+/// fed token, picks a token (pick_token), ends after a stop id or
+/// options.max_new_tokens, else feeds it (decode_token, under controller) and
+/// goes on. The last token is never fed: it needs no logits.
+Continuation continue_sequence(const CausalLm& model, SequenceState& state, at::Tensor logits,
+                               const GenerationOptions& options, at::Generator& generator,
+                               MemoryController* controller = nullptr);
+
+/// Greedy options for an answer of at most max_tokens ending at stop_token.
+GenerationOptions greedy_answer_options(int64_t max_tokens, int64_t stop_token);
+
 /// Generates up to options.max_new_tokens after prompt [T] int64 (T >= 1)
 /// from a fresh state. With a controller (reset by the caller for a new
 /// sequence), its policy prunes the cache as the sequence grows.
-GenerationResult generate(const Llama& model, const at::Tensor& prompt, const GenerationOptions& options,
+GenerationResult generate(const CausalLm& model, const at::Tensor& prompt, const GenerationOptions& options,
                           MemoryController* controller = nullptr);
 
 }  // namespace namm

@@ -73,37 +73,6 @@ std::string LlamaConfig::summary() const {
 }
 
 // ---------------------------------------------------------------------------
-// LlamaState
-
-int64_t LlamaState::bytes() const {
-  int64_t total = 0;
-  for (const LayerKvCache& cache : caches) total += cache.bytes();
-  return total;
-}
-
-int64_t LlamaState::used_bytes() const {
-  int64_t total = 0;
-  for (const LayerKvCache& cache : caches) total += cache.used_bytes();
-  return total;
-}
-
-double LlamaState::mean_cached_tokens(int64_t layer) const {
-  if (layer < 0 || layer >= static_cast<int64_t>(caches.size())) {
-    throw std::out_of_range("LlamaState::mean_cached_tokens: layer " + std::to_string(layer) + " out of range [0, " +
-                            std::to_string(caches.size()) + ")");
-  }
-  const LayerKvCache& cache = caches[static_cast<size_t>(layer)];
-  double total = 0.0;
-  for (int64_t h = 0; h < cache.num_heads(); ++h) total += static_cast<double>(cache.length(h));
-  return total / static_cast<double>(cache.num_heads());
-}
-
-void LlamaState::clear() {
-  for (LayerKvCache& cache : caches) cache.clear();
-  next_position = 0;
-}
-
-// ---------------------------------------------------------------------------
 // modules
 
 RmsNormImpl::RmsNormImpl(int64_t dim, double eps) : eps(eps) {
@@ -285,21 +254,18 @@ at::Tensor LlamaImpl::forward_hidden(const at::Tensor& embeds) const {
   return norm->forward(x);  // [B, T, D]
 }
 
-LlamaState LlamaImpl::new_state() const {
-  LlamaState state;
+SequenceState LlamaImpl::new_state() const {
   KvCacheOptions options;
   options.num_heads = config_.num_key_value_heads;
   options.head_dim = head_dim_;
   options.dtype = embed_tokens->weight.scalar_type();
   options.device = embed_tokens->weight.device();
-  state.caches.reserve(static_cast<size_t>(config_.num_hidden_layers));
-  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) state.caches.emplace_back(options);
-  return state;
+  return SequenceState::with_layers(config_.num_hidden_layers, options);
 }
 
 at::Tensor LlamaImpl::feed_layer(int64_t layer_index, const at::Tensor& x, const at::Tensor& positions,
-                                 const at::Tensor& cos, const at::Tensor& sin, LlamaState& state,
-                                 MemoryController* controller) const {
+                                 const at::Tensor& cos, const at::Tensor& sin, SequenceState& state,
+                                 AttentionRecorder* recorder) const {
   const LlamaDecoderLayerImpl& layer = *layers[static_cast<size_t>(layer_index)];
   const LlamaAttentionImpl& attn = *layer.self_attn;
   const int64_t n = x.size(0);
@@ -314,7 +280,6 @@ at::Tensor LlamaImpl::feed_layer(int64_t layer_index, const at::Tensor& x, const
   // keys are cached after RoPE, so a kept token keeps its own position
   q = apply_rope(q, cos, sin);
   k = apply_rope(k, cos, sin);
-  AttentionRecorder* recorder = controller != nullptr ? controller->recorder(static_cast<int>(layer_index)) : nullptr;
   const at::Tensor context = prunable_attention(q, k, v, positions, state.caches[static_cast<size_t>(layer_index)],
                                                 recorder)          // [Hq, n, Dh]
                                  .transpose(0, 1)
@@ -324,17 +289,35 @@ at::Tensor LlamaImpl::feed_layer(int64_t layer_index, const at::Tensor& x, const
   return out;
 }
 
-at::Tensor LlamaImpl::feed(LlamaState& state, const at::Tensor& tokens, MemoryController* controller,
+at::Tensor LlamaImpl::forward_layers(SequenceState& state, const at::Tensor& embeddings, const at::Tensor& positions,
+                                     const std::vector<AttentionRecorder*>& recorders) const {
+  at::NoGradGuard no_grad;
+  TORCH_CHECK(state.num_layers() == config_.num_hidden_layers, "Llama::forward_layers: state has ", state.num_layers(),
+              " caches for ", config_.num_hidden_layers, " layers (use new_state())");
+  TORCH_CHECK(recorders.empty() || static_cast<int64_t>(recorders.size()) == config_.num_hidden_layers,
+              "Llama::forward_layers: ", recorders.size(), " recorders for ", config_.num_hidden_layers, " layers");
+  const auto [cos, sin] = rope(positions);  // [n, Dh/2]
+  at::Tensor x = embeddings.to(embed_tokens->weight.device(), embed_tokens->weight.scalar_type());  // [n, D]
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    x = feed_layer(l, x, positions, cos, sin, state, recorders.empty() ? nullptr : recorders[static_cast<size_t>(l)]);
+  }
+  return x;
+}
+
+at::Tensor LlamaImpl::logits(const at::Tensor& hidden) const {
+  at::NoGradGuard no_grad;
+  return at::linear(norm->forward(hidden), output_weight());  // [m, V]
+}
+
+at::Tensor LlamaImpl::feed(SequenceState& state, const at::Tensor& tokens, MemoryController* controller,
                            bool all_logits, const at::Tensor& positions) const {
-  // no autograd graph; not InferenceMode, whose tensors could not later be
-  // modified in place by a controller.flush() called outside such a guard
   at::NoGradGuard no_grad;
   TORCH_CHECK(tokens.dim() == 1 && tokens.size(0) >= 1, "Llama::feed: tokens must be [n] with n >= 1, got ",
               tokens.sizes());
   return feed_hidden(state, embed(tokens), controller, all_logits, positions);
 }
 
-at::Tensor LlamaImpl::feed_embeddings(LlamaState& state, const at::Tensor& embeds, MemoryController* controller,
+at::Tensor LlamaImpl::feed_embeddings(SequenceState& state, const at::Tensor& embeds, MemoryController* controller,
                                       bool all_logits, const at::Tensor& positions) const {
   at::NoGradGuard no_grad;
   TORCH_CHECK(embeds.dim() == 2 && embeds.size(0) >= 1 && embeds.size(1) == config_.hidden_size,
@@ -343,35 +326,13 @@ at::Tensor LlamaImpl::feed_embeddings(LlamaState& state, const at::Tensor& embed
                      all_logits, positions);
 }
 
-at::Tensor LlamaImpl::feed_hidden(LlamaState& state, const at::Tensor& embeds, MemoryController* controller,
+at::Tensor LlamaImpl::feed_hidden(SequenceState& state, const at::Tensor& embeds, MemoryController* controller,
                                   bool all_logits, const at::Tensor& positions) const {
   const int64_t n = embeds.size(0);
-  TORCH_CHECK(static_cast<int64_t>(state.caches.size()) == config_.num_hidden_layers, "Llama::feed: state has ",
-              state.caches.size(), " caches for ", config_.num_hidden_layers, " layers (use new_state())");
-  if (controller != nullptr) {
-    TORCH_CHECK(controller->num_layers() == config_.num_hidden_layers, "Llama::feed: controller has ",
-                controller->num_layers(), " layers, model has ", config_.num_hidden_layers);
-    TORCH_CHECK(n <= controller->tokens_until_update(), "Llama::feed: ", n, " tokens fed but the controller allows ",
-                controller->tokens_until_update(), " before its next update (chunk by tokens_until_update())");
-  }
-  at::Tensor pos;  // [n] int64 on the CPU
-  if (positions.defined()) {
-    TORCH_CHECK(positions.dim() == 1 && positions.size(0) == n, "Llama::feed: positions must be [", n, "], got ",
-                positions.sizes());
-    pos = positions.to(at::kCPU, at::kLong).contiguous();
-  } else {
-    pos = at::arange(state.next_position, state.next_position + n, at::kLong);
-  }
-  const auto [cos, sin] = rope(pos);  // [n, Dh/2]
-
-  at::Tensor x = embeds;  // [n, D]
-  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) x = feed_layer(l, x, pos, cos, sin, state, controller);
-  state.next_position = pos.data_ptr<int64_t>()[n - 1] + 1;
-
+  at::Tensor x = feed_chunk(*this, state, embeds, controller, positions);  // [n, D]
   if (!all_logits) x = x.narrow(0, n - 1, 1);                            // [1, D]
-  at::Tensor logits = at::linear(norm->forward(x), output_weight());      // [n or 1, V]
-  if (controller != nullptr) controller->after_tokens(n, state.caches);
-  return all_logits ? logits : logits.squeeze(0);
+  const at::Tensor out = logits(x);                                       // [n or 1, V]
+  return all_logits ? out : out.squeeze(0);
 }
 
 }  // namespace namm

@@ -4,10 +4,11 @@
 // Two paths share the same weights:
 //   forward(tokens [B, T])   plain causal attention with autograd, for
 //                            training and as the reference;
-//   feed(state, tokens [n])  inference over a per-sequence LlamaState whose
-//                            per-layer LayerKvCache a memory policy prunes
-//                            (adapters/prunable_attention.h), following the
-//                            MemoryController host protocol.
+//   forward_layers(state, ..) inference over a per-sequence SequenceState
+//                            whose per-layer LayerKvCache a memory policy
+//                            prunes: the model is a CausalLm
+//                            (adapters/cached_host.h), so the shared
+//                            prefill/decode loop runs it under any policy.
 // The math follows Hugging Face's LlamaForCausalLM (rotate_half RoPE over
 // the two halves of the head width, RMSNorm computed in float32, SiLU gate),
 // so its checkpoints load as they are (text/llama_checkpoint.h). Parameter
@@ -21,7 +22,7 @@
 // width, Hq query heads, Hkv KV heads, V vocabulary, I MLP width, P positions.
 #pragma once
 
-#include "adapters/kv_cache.h"
+#include "adapters/cached_host.h"
 
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
@@ -61,21 +62,6 @@ struct LlamaConfig {
 
   /// One line such as "vocab 64, hidden 32, 2 layers, 4 heads (2 KV, Dh 8), MLP 48, tied".
   std::string summary() const;
-};
-
-/// Per-sequence inference state: one prunable KV cache per layer plus the next position.
-struct LlamaState {
-  std::vector<LayerKvCache> caches;  ///< [L] caches, Hkv heads each.
-  int64_t next_position = 0;         ///< position the next fed token gets by default.
-
-  /// Sum over layers of LayerKvCache::bytes() (allocated storage).
-  int64_t bytes() const;
-  /// Sum over layers of LayerKvCache::used_bytes().
-  int64_t used_bytes() const;
-  /// Mean over KV heads of the tokens cached in one layer.
-  double mean_cached_tokens(int64_t layer) const;
-  /// Empties every cache and restarts positions at 0.
-  void clear();
 };
 
 /// Root-mean-square norm with a learned scale: y = w * x / sqrt(mean(x^2) + eps), in float32.
@@ -129,7 +115,7 @@ TORCH_MODULE(LlamaDecoderLayer);
 
 /// The causal language model (LlamaForCausalLM). Parameters start with
 /// Hugging Face's initialisation (normal, std 0.02; norms at 1).
-class LlamaImpl : public torch::nn::Module {
+class LlamaImpl : public torch::nn::Module, public CausalLm {
  public:
   /// Validates config; parameters are float32 on the CPU (use to() to move or convert).
   explicit LlamaImpl(const LlamaConfig& config);
@@ -150,29 +136,38 @@ class LlamaImpl : public torch::nn::Module {
   /// trainer project only the positions its loss needs.
   at::Tensor forward_hidden(const at::Tensor& embeds) const;
 
+  // CausalLm (adapters/cached_host.h)
+  int64_t num_layers() const override { return config_.num_hidden_layers; }
+  int64_t embedding_width() const override { return config_.hidden_size; }
+  int64_t vocab_size() const override { return config_.vocab_size; }
   /// Input embeddings of ids [...] int64 -> [..., D] (embed_tokens on the model's device).
-  at::Tensor embed(const at::Tensor& tokens) const;
+  at::Tensor embed(const at::Tensor& tokens) const override;
+  /// A fresh inference state: L caches of Hkv heads in the model's dtype and device.
+  SequenceState new_state() const override;
+  /// Every decoder layer over embeddings [n, D] at positions [n]: keys are
+  /// cached after RoPE, so a kept token keeps its own position. -> [n, D] before the final norm.
+  at::Tensor forward_layers(SequenceState& state, const at::Tensor& embeddings, const at::Tensor& positions,
+                            const std::vector<AttentionRecorder*>& recorders) const override;
+  /// The final RMSNorm and the output projection: hidden [m, D] -> logits [m, V].
+  at::Tensor logits(const at::Tensor& hidden) const override;
+  /// config().summary().
+  std::string summary() const override { return config_.summary(); }
 
-  /// A fresh inference state whose caches use the model's dtype and device.
-  LlamaState new_state() const;
-
-  /// Inference path: runs tokens [n] int64 at positions [n] (ascending, above
-  /// every cached position; undefined means state.next_position + 0..n-1)
-  /// through every layer, appending their keys (after RoPE) and values to
-  /// state's caches. With a controller, records attention for its policy and
-  /// calls controller->after_tokens(n, ...) at the end, which may evict; n must
-  /// not exceed controller->tokens_until_update() (the caller chunks).
-  /// Returns logits [V] of the last token, or [n, V] when all_logits.
+  /// One chunk of tokens [n] int64 through feed_chunk (adapters/cached_host.h):
+  /// at positions [n] (undefined = state.next_position + 0..n-1), recording
+  /// for controller's policy, then controller->after_tokens(n, ...) (which may
+  /// evict); n must not exceed controller->tokens_until_update(). Returns
+  /// logits [V] of the last token, or [n, V] when all_logits.
   /// Runs under a NoGradGuard, not InferenceMode: InferenceMode tensors in
   /// the caches could not be compacted by a later controller.flush() outside
   /// such a guard. A caller that keeps all cache work inside one
   /// c10::InferenceMode scope may add it (about 15% faster decoding).
-  at::Tensor feed(LlamaState& state, const at::Tensor& tokens, MemoryController* controller = nullptr,
+  at::Tensor feed(SequenceState& state, const at::Tensor& tokens, MemoryController* controller = nullptr,
                   bool all_logits = false, const at::Tensor& positions = {}) const;
 
   /// feed() from input embeddings [n, D] (any dtype/device, converted to the
   /// model's) instead of ids; same protocol, positions and return value.
-  at::Tensor feed_embeddings(LlamaState& state, const at::Tensor& embeds, MemoryController* controller = nullptr,
+  at::Tensor feed_embeddings(SequenceState& state, const at::Tensor& embeds, MemoryController* controller = nullptr,
                              bool all_logits = false, const at::Tensor& positions = {}) const;
 
   /// RoPE cos and sin for positions [n] int64: two tensors [n, Dh/2] in the model's dtype and device.
@@ -183,7 +178,7 @@ class LlamaImpl : public torch::nn::Module {
 
   /// The parameters under their Hugging Face names ("model.layers.0.mlp.up_proj.weight",
   /// "lm_head.weight" unless tied), in registration order.
-  std::vector<std::pair<std::string, at::Tensor>> hf_named_parameters() const;
+  std::vector<std::pair<std::string, at::Tensor>> hf_named_parameters() const override;
 
   torch::nn::Embedding embed_tokens{nullptr};  ///< weight [V, D]
   torch::nn::ModuleList layers_list{nullptr};  ///< registered as "layers"
@@ -192,13 +187,13 @@ class LlamaImpl : public torch::nn::Module {
   torch::nn::Linear lm_head{nullptr};          ///< weight [V, D]; null when tied
 
  private:
-  /// The shared inference path after the embedding lookup: x [n, D].
-  at::Tensor feed_hidden(LlamaState& state, const at::Tensor& x, MemoryController* controller, bool all_logits,
+  /// feed() after the embedding lookup: x [n, D] in the model's dtype and device.
+  at::Tensor feed_hidden(SequenceState& state, const at::Tensor& x, MemoryController* controller, bool all_logits,
                          const at::Tensor& positions) const;
 
   /// One layer of the inference path: x [n, D] -> [n, D].
   at::Tensor feed_layer(int64_t layer, const at::Tensor& x, const at::Tensor& positions, const at::Tensor& cos,
-                        const at::Tensor& sin, LlamaState& state, MemoryController* controller) const;
+                        const at::Tensor& sin, SequenceState& state, AttentionRecorder* recorder) const;
 
   LlamaConfig config_;
   int64_t head_dim_ = 0;  // config_.resolved_head_dim()

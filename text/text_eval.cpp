@@ -8,6 +8,7 @@
 #include "text/tokenizer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 
@@ -95,7 +96,7 @@ void AnswerOptions::validate() const {
   }
 }
 
-SharedPrefix prefill_shared_prefix(const Llama& model, const TaskExample& example, const AnswerOptions& options) {
+SharedPrefix prefill_shared_prefix(const CausalLm& model, const TaskExample& example, const AnswerOptions& options) {
   options.validate();
   const at::Tensor prompt = prompt_tensor(example);  // [T]
   const int64_t total = prompt.size(0);
@@ -105,15 +106,12 @@ SharedPrefix prefill_shared_prefix(const Llama& model, const TaskExample& exampl
   ControllerOptions recording;
   recording.delay = prefix.length + 1;
   recording.record_statistics = false;
-  const int num_layers = static_cast<int>(model->config().num_hidden_layers);
+  const int num_layers = static_cast<int>(model.num_layers());
   MemoryController recorder(std::make_unique<RecordOnlyPolicy>(), num_layers, recording);
-  prefix.state = model->new_state();
+  prefix.state = model.new_state();
   // the same chunks as a controller with the real delay would cut
-  for (int64_t start = 0; start < prefix.length;) {
-    const int64_t n = std::min(options.prompt_chunk, prefix.length - start);
-    prefix.logits = model->feed(prefix.state, prompt.narrow(0, start, n), &recorder);  // [V]
-    start += n;
-  }
+  prefix.logits = prefill_tokens(model, prefix.state, prompt.narrow(0, 0, prefix.length), options.prompt_chunk,
+                                 &recorder);  // [V]
   prefix.attention.resize(static_cast<size_t>(num_layers));
   for (int l = 0; l < num_layers; ++l) {
     const LayerKvCache& cache = prefix.state.caches[static_cast<size_t>(l)];
@@ -124,7 +122,7 @@ SharedPrefix prefill_shared_prefix(const Llama& model, const TaskExample& exampl
   return prefix;
 }
 
-ExampleOutcome answer_with_controller(const Llama& model, const TaskExample& example, MemoryController& controller,
+ExampleOutcome answer_with_controller(const CausalLm& model, const TaskExample& example, MemoryController& controller,
                                       const AnswerOptions& options, const SharedPrefix* prefix) {
   options.validate();
   if (controller.options().delay != options.delay) {
@@ -140,7 +138,7 @@ ExampleOutcome answer_with_controller(const Llama& model, const TaskExample& exa
   const at::Tensor prompt = prompt_tensor(example);  // [T]
   const int64_t total = prompt.size(0);
 
-  LlamaState state;
+  SequenceState state;
   at::Tensor logits;  // [V]
   if (prefix != nullptr) {
     if (prefix->length != std::min(options.delay, total)) {
@@ -161,27 +159,23 @@ ExampleOutcome answer_with_controller(const Llama& model, const TaskExample& exa
     }
     controller.after_tokens(prefix->length, state.caches);  // the first update, if the prefix reaches it
     logits = prefix->length < total
-                 ? prefill(model, state, prompt.narrow(0, prefix->length, total - prefix->length),
-                           options.prompt_chunk, &controller)
+                 ? prefill_tokens(model, state, prompt.narrow(0, prefix->length, total - prefix->length),
+                                  options.prompt_chunk, &controller)
                  : prefix->logits;
   } else {
-    state = model->new_state();
-    logits = prefill(model, state, prompt, options.prompt_chunk, &controller);
+    state = model.new_state();
+    logits = prefill_tokens(model, state, prompt, options.prompt_chunk, &controller);
   }
 
   ExampleOutcome outcome;
   outcome.task = example.task;
   outcome.prefill_seconds = seconds_since(start);
   const auto decode_start = std::chrono::steady_clock::now();
-  std::vector<int64_t> generated;
-  for (int64_t i = 0; i < options.max_answer_tokens; ++i) {
-    const int64_t token = logits.to(at::kCPU, at::kFloat).argmax().item<int64_t>();  // greedy, as generate()
-    generated.push_back(token);
-    if (token == Tokenizer::kEos || i + 1 == options.max_answer_tokens) break;
-    logits = model->feed(state, at::full({1}, token, at::kLong), &controller);  // [V]
-  }
+  at::Generator unused = at::detail::createCPUGenerator(0);  // greedy draws nothing
+  const Continuation answer = continue_sequence(
+      model, state, logits, greedy_answer_options(options.max_answer_tokens, Tokenizer::kEos), unused, &controller);
   outcome.decode_seconds = seconds_since(decode_start);
-  outcome.prediction = trim_prediction(generated);
+  outcome.prediction = trim_prediction(answer.tokens);
   outcome.score = score_task(example.task, outcome.prediction, example.answer);
   outcome.retained_fraction = controller.mean_retained_fraction();
   const double seen = static_cast<double>(controller.tokens_seen());
@@ -201,12 +195,12 @@ ExampleOutcome answer_with_controller(const Llama& model, const TaskExample& exa
   return outcome;
 }
 
-ExampleOutcome answer_example(const Llama& model, const TaskExample& example, const PolicySpec& policy,
+ExampleOutcome answer_example(const CausalLm& model, const TaskExample& example, const PolicySpec& policy,
                               const AnswerOptions& options) {
   ControllerOptions controller_options;
   controller_options.delay = options.delay;
   controller_options.record_statistics = false;
-  MemoryController controller(std::make_unique<TimedPolicy>(make_policy(policy)), static_cast<int>(model->config().num_hidden_layers),
+  MemoryController controller(std::make_unique<TimedPolicy>(make_policy(policy)), static_cast<int>(model.num_layers()),
                               controller_options);
   return answer_with_controller(model, example, controller, options);
 }
@@ -246,7 +240,7 @@ void parallel_for_items(int64_t count, int threads, const std::function<void(int
   if (error) std::rethrow_exception(error);
 }
 
-std::vector<PolicyEvaluation> evaluate_policies(const Llama& model, const std::vector<TaskExample>& examples,
+std::vector<PolicyEvaluation> evaluate_policies(const CausalLm& model, const std::vector<TaskExample>& examples,
                                                 const std::vector<PolicySpec>& policies, int threads,
                                                 const AnswerOptions& options) {
   options.validate();
@@ -291,7 +285,7 @@ std::vector<PolicyEvaluation> evaluate_policies(const Llama& model, const std::v
   return results;
 }
 
-TextComparison compare_policies(const Llama& model, std::shared_ptr<const NammModel> namm,
+TextComparison compare_policies(const CausalLm& model, std::shared_ptr<const NammModel> namm,
                                 const TextComparisonOptions& options) {
   options.answer.validate();
   if (options.tasks.empty()) throw std::invalid_argument("compare_policies: no tasks");

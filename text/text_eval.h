@@ -9,10 +9,11 @@
 // them computed once, and answering from it gives bitwise the same outcome
 // as answering from scratch.
 //
-// Threads: Llama::feed only reads the module (weights, RoPE tables) and
-// writes nothing but the LlamaState passed in, and NammModel is immutable, so
-// many threads may answer examples with one shared model; every worker gets
-// its own LlamaState, controller and policy.
+// Any language host (a CausalLm, adapters/cached_host.h) answers. Threads:
+// a host's forward_layers only reads the model (weights, RoPE tables) and
+// writes nothing but the SequenceState passed in, and NammModel is
+// immutable, so many threads may answer examples with one shared model;
+// every worker gets its own SequenceState, controller and policy.
 //
 // Not here: the evolution loop (evolution.h), command lines (apps/).
 #pragma once
@@ -78,27 +79,27 @@ class TimedPolicy : public MemoryPolicy {
 
 /// Answers one example greedily with a fresh policy built from spec.
 /// Thread-safe for distinct calls sharing one model (the model is read-only).
-ExampleOutcome answer_example(const Llama& model, const TaskExample& example,
+ExampleOutcome answer_example(const CausalLm& model, const TaskExample& example,
                               const PolicySpec& policy, const AnswerOptions& options = {});
 
 /// The first min(delay, T) prompt tokens of an example fed once, before any
 /// policy could act: what every policy shares. Feeding the rest from a copy
 /// gives bitwise the outcome of feeding everything from scratch.
 struct SharedPrefix {
-  LlamaState state;      ///< caches after the prefix (nothing evicted yet).
+  SequenceState state;      ///< caches after the prefix (nothing evicted yet).
   std::vector<std::vector<at::Tensor>> attention;  ///< [L][Hkv] rows [Q, T] float32 the prefix recorded, Q = T = length.
   at::Tensor logits;     ///< [V] logits of the prefix's last token.
   int64_t length = 0;    ///< tokens in the prefix.
 };
 
 /// Feeds the shared prefix of example (chunked as answer_example would).
-SharedPrefix prefill_shared_prefix(const Llama& model, const TaskExample& example,
+SharedPrefix prefill_shared_prefix(const CausalLm& model, const TaskExample& example,
                                    const AnswerOptions& options);
 
 /// Answers example with a caller-made controller (fresh, delay == options.delay),
 /// from scratch or continuing a copy of prefix; the caller may inspect the
 /// controller's policy afterwards (e.g. its normaliser).
-ExampleOutcome answer_with_controller(const Llama& model, const TaskExample& example,
+ExampleOutcome answer_with_controller(const CausalLm& model, const TaskExample& example,
                                       MemoryController& controller, const AnswerOptions& options,
                                       const SharedPrefix* prefix = nullptr);
 
@@ -128,7 +129,7 @@ struct PolicyEvaluation {
 
 /// Answers every example under every policy, items (policy, example) spread
 /// over `threads` threads; the results are identical for any thread count.
-std::vector<PolicyEvaluation> evaluate_policies(const Llama& model, const std::vector<TaskExample>& examples,
+std::vector<PolicyEvaluation> evaluate_policies(const CausalLm& model, const std::vector<TaskExample>& examples,
                                                 const std::vector<PolicySpec>& policies, int threads,
                                                 const AnswerOptions& options = {});
 
@@ -140,7 +141,7 @@ struct TextComparisonOptions {
   Split split = Split::kTest;
   /// Policies in display order; "namm" needs a model. Baselines run at the
   /// NAMM's measured mean retained fraction (else at fallback_budget).
-  std::vector<std::string> policies = {"full", "namm", "h2o", "l2", "streaming", "tova", "recency", "random"};
+  std::vector<std::string> policies = policy_names();
   Budget fallback_budget{0, 0.5};          ///< the baselines' budget when no NAMM runs.
   uint64_t seed = 0;                       ///< the random policy's seed.
   int threads = 2;
@@ -205,7 +206,7 @@ Llama load_task_model(const std::string& dir);
 
 /// Runs the comparison: the NAMM first (when listed), then every other policy
 /// at Budget{fraction = NAMM's mean retained fraction}.
-TextComparison compare_policies(const Llama& model, std::shared_ptr<const NammModel> namm,
+TextComparison compare_policies(const CausalLm& model, std::shared_ptr<const NammModel> namm,
                                 const TextComparisonOptions& options);
 
 }  // namespace namm

@@ -471,7 +471,7 @@ EvalReport evaluate_lm(const Llama& model, const std::vector<std::string>& tasks
       for (int64_t i = 0; i < examples; ++i) {
         const TaskExample ex = make_example(task, Split::kValidation, i, length);
         const at::Tensor prompt = at::tensor(ex.prompt, at::kLong);
-        const GenerationResult result = generate(model, prompt, generation);
+        const GenerationResult result = generate(*model, prompt, generation);
         cell.score += score_task(task, result.tokens, ex.answer);
         cell.chance += form_chance(ex);
         picks += pick_chance(ex);

@@ -360,26 +360,7 @@ VideoQaBatch make_video_qa_batch(const at::Tensor& pixels, const std::vector<std
 // ---------------------------------------------------------------------------
 // cached inference
 
-at::Tensor prefill_embeddings(const Llama& model, LlamaState& state, const at::Tensor& embeds, int64_t chunk,
-                              MemoryController* controller, bool all_logits) {
-  TORCH_CHECK(embeds.dim() == 2 && embeds.size(0) >= 1, "prefill_embeddings: embeds must be [T, D] with T >= 1, got ",
-              embeds.sizes());
-  TORCH_CHECK(chunk >= 1, "prefill_embeddings: chunk must be >= 1, got ", chunk);
-  const int64_t total = embeds.size(0);
-  std::vector<at::Tensor> parts;
-  at::Tensor logits;
-  for (int64_t start = 0; start < total;) {
-    int64_t n = std::min(chunk, total - start);
-    // the host protocol: every policy update sees exactly `delay` new queries
-    if (controller != nullptr) n = std::min(n, controller->tokens_until_update());
-    logits = model->feed_embeddings(state, embeds.narrow(0, start, n), controller, all_logits);  // [V] or [n, V]
-    if (all_logits) parts.push_back(logits);
-    start += n;
-  }
-  return all_logits ? at::cat(parts, 0) : logits;
-}
-
-at::Tensor kept_fraction_per_frame(const LlamaState& state, const VideoPromptLayout& layout) {
+at::Tensor kept_fraction_per_frame(const SequenceState& state, const VideoPromptLayout& layout) {
   const auto layers = static_cast<int64_t>(state.caches.size());
   const int64_t frames = layout.num_frames;
   at::Tensor out = at::zeros({layers, std::max<int64_t>(frames, 0)}, at::kDouble);  // [L, F]
@@ -400,7 +381,7 @@ at::Tensor kept_fraction_per_frame(const LlamaState& state, const VideoPromptLay
   return out;
 }
 
-std::vector<double> kept_text_fraction(const LlamaState& state, const VideoPromptLayout& layout) {
+std::vector<double> kept_text_fraction(const SequenceState& state, const VideoPromptLayout& layout) {
   std::vector<double> out;
   for (const LayerKvCache& cache : state.caches) {
     double kept = 0.0;
@@ -415,7 +396,7 @@ std::vector<double> kept_text_fraction(const LlamaState& state, const VideoPromp
 }
 
 VideoAnswer answer_video_question(const VideoModel& model, const at::Tensor& pixels, const at::Tensor& question,
-                                  const GenerationOptions& options, MemoryController* controller, LlamaState* state_out) {
+                                  const GenerationOptions& options, MemoryController* controller, SequenceState* state_out) {
   if (options.max_new_tokens < 0 || options.prompt_chunk < 1 || !(options.temperature >= 0.0) || options.top_k < 0) {
     throw std::invalid_argument("answer_video_question: bad options (max_new_tokens " +
                                 std::to_string(options.max_new_tokens) + ", prompt_chunk " +
@@ -423,7 +404,6 @@ VideoAnswer answer_video_question(const VideoModel& model, const at::Tensor& pix
                                 std::to_string(options.temperature) + ", top_k " + std::to_string(options.top_k) + ")");
   }
   at::NoGradGuard no_grad;
-  const Llama& lm = model->language_model;
   at::Generator generator = at::detail::createCPUGenerator(options.seed);
   VideoAnswer result;
   result.layout = model->layout(pixels.size(0), question.size(0));
@@ -432,28 +412,18 @@ VideoAnswer answer_video_question(const VideoModel& model, const at::Tensor& pix
   const at::Tensor embeds = model->prompt_embeddings(pixels, question);  // [T, D]
   result.encode_seconds = seconds_since(start);
 
-  LlamaState state = lm->new_state();
+  SequenceState state = model->new_state();
   start = std::chrono::steady_clock::now();
-  at::Tensor logits = prefill_embeddings(lm, state, embeds, options.prompt_chunk, controller);  // [V]
+  const at::Tensor logits = prefill_embeddings(*model, state, embeds, options.prompt_chunk, controller);  // [V]
   result.prefill_seconds = seconds_since(start);
 
   start = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < options.max_new_tokens; ++i) {
-    const int64_t token = pick_token(logits, options, generator);
-    result.tokens.push_back(token);
-    if (std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), token) !=
-        options.stop_token_ids.end()) {
-      result.stopped = true;
-      break;
-    }
-    if (i + 1 == options.max_new_tokens) break;  // the last token needs no logits
-    logits = lm->feed(state, at::full({1}, token, at::kLong), controller);  // [V]
-  }
+  Continuation continuation = continue_sequence(*model, state, logits, options, generator, controller);
+  result.tokens = std::move(continuation.tokens);
+  result.stopped = continuation.stopped;
   result.decode_seconds = seconds_since(start);
 
-  for (int64_t l = 0; l < static_cast<int64_t>(state.caches.size()); ++l) {
-    result.cached_tokens_per_layer.push_back(state.mean_cached_tokens(l));
-  }
+  result.cached_tokens_per_layer = state.cached_tokens_per_layer();
   result.cache_bytes = state.bytes();
   result.cache_used_bytes = state.used_bytes();
   result.policy_updates = controller != nullptr ? controller->num_updates() : 0;

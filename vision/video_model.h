@@ -170,8 +170,10 @@ struct VideoLoss {
   int64_t correct_answers = 0; ///< clips whose target tokens are all right.
 };
 
-/// The video model (LlavaNextVideoForConditionalGeneration's video path).
-class VideoModelImpl : public torch::nn::Module {
+/// The video model (LlavaNextVideoForConditionalGeneration's video path). As
+/// a CausalLm (adapters/cached_host.h) it is its language model: the cached
+/// path runs prompt embeddings (visual ones spliced in) through it.
+class VideoModelImpl : public torch::nn::Module, public CausalLm {
  public:
   /// Validates config; float32 parameters on the CPU (use to() to move or convert).
   explicit VideoModelImpl(const VideoModelConfig& config);
@@ -205,7 +207,21 @@ class VideoModelImpl : public torch::nn::Module {
   /// ("vision_tower.vision_model.*", "multi_modal_projector.linear_1.weight",
   /// "language_model.model.*", "language_model.lm_head.weight" unless tied,
   /// "image_newline").
-  std::vector<std::pair<std::string, at::Tensor>> hf_named_parameters() const;
+  std::vector<std::pair<std::string, at::Tensor>> hf_named_parameters() const override;
+
+  // CausalLm: the language model's, so a policy prunes its cache like any other host
+  int64_t num_layers() const override { return language_model->num_layers(); }
+  int64_t embedding_width() const override { return language_model->embedding_width(); }
+  int64_t vocab_size() const override { return language_model->vocab_size(); }
+  SequenceState new_state() const override { return language_model->new_state(); }
+  at::Tensor embed(const at::Tensor& ids) const override { return language_model->embed(ids); }
+  at::Tensor forward_layers(SequenceState& state, const at::Tensor& embeddings, const at::Tensor& positions,
+                            const std::vector<AttentionRecorder*>& recorders) const override {
+    return language_model->forward_layers(state, embeddings, positions, recorders);
+  }
+  at::Tensor logits(const at::Tensor& hidden) const override { return language_model->logits(hidden); }
+  /// config().summary().
+  std::string summary() const override { return config_.summary(); }
 
   VisionTower vision_tower{nullptr};
   MultiModalProjector multi_modal_projector{nullptr};
@@ -217,17 +233,11 @@ class VideoModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(VideoModel);
 
-/// Feeds embeds [T, D] into state in chunks of at most chunk tokens, each
-/// also bounded by controller->tokens_until_update(); returns the logits [V]
-/// of the last one (or [T, V] of all when all_logits).
-at::Tensor prefill_embeddings(const Llama& model, LlamaState& state, const at::Tensor& embeds, int64_t chunk,
-                              MemoryController* controller = nullptr, bool all_logits = false);
-
 /// Per layer and frame, the fraction of the frame's P' visual tokens still
 /// cached, averaged over KV heads: [L, F] float64 on the CPU.
-at::Tensor kept_fraction_per_frame(const LlamaState& state, const VideoPromptLayout& layout);
+at::Tensor kept_fraction_per_frame(const SequenceState& state, const VideoPromptLayout& layout);
 /// Per layer, the fraction of the prompt's text tokens still cached (mean over KV heads): [L].
-std::vector<double> kept_text_fraction(const LlamaState& state, const VideoPromptLayout& layout);
+std::vector<double> kept_text_fraction(const SequenceState& state, const VideoPromptLayout& layout);
 
 /// What answer_video_question produced and what it cost.
 struct VideoAnswer {
@@ -253,6 +263,6 @@ struct VideoAnswer {
 /// left there (for plots).
 VideoAnswer answer_video_question(const VideoModel& model, const at::Tensor& pixels, const at::Tensor& question,
                                   const GenerationOptions& options, MemoryController* controller = nullptr,
-                                  LlamaState* state = nullptr);
+                                  SequenceState* state = nullptr);
 
 }  // namespace namm

@@ -10,6 +10,7 @@
 #include "vision/video_decoder.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
@@ -213,7 +214,7 @@ at::Tensor video_prompt_embeddings(const VideoModel& model, const at::Tensor& pi
 
 VideoQaOutcome answer_video_prompt(const VideoModel& model, const at::Tensor& embeds, int64_t num_frames,
                                    int64_t question_words, const VideoQaOptions& options,
-                                   const std::vector<bool>& informative, LlamaState* state_out) {
+                                   const std::vector<bool>& informative, SequenceState* state_out) {
   options.validate();
   const VideoPromptLayout layout = model->layout(num_frames, question_words);
   TORCH_CHECK(embeds.dim() == 2 && embeds.size(0) == layout.length(), "answer_video_prompt: embeds must be [",
@@ -225,37 +226,31 @@ VideoQaOutcome answer_video_prompt(const VideoModel& model, const at::Tensor& em
   }
   at::NoGradGuard no_grad;
   const auto start = std::chrono::steady_clock::now();
-  const Llama& lm = model->language_model;
-  MemoryController controller(make_policy(options.policy), static_cast<int>(lm->layers.size()),
+  MemoryController controller(make_policy(options.policy), static_cast<int>(model->num_layers()),
                               ControllerOptions{options.delay, /*record_statistics=*/false});
 
   VideoQaOutcome out;
   out.policy = options.policy.name;
   out.layout = layout;
-  LlamaState state = lm->new_state();
+  SequenceState state = model->new_state();
   auto phase = std::chrono::steady_clock::now();
-  at::Tensor logits = prefill_embeddings(lm, state, embeds, options.prompt_chunk, &controller);  // [V]
+  const at::Tensor logits = prefill_embeddings(*model, state, embeds, options.prompt_chunk, &controller);  // [V]
   out.prefill_seconds = seconds_since(phase);
 
   phase = std::chrono::steady_clock::now();
-  std::vector<int64_t> generated;
-  for (int64_t i = 0; i < options.max_answer_tokens; ++i) {
-    const int64_t token = logits.argmax().item<int64_t>();
-    if (token == Tokenizer::kEos) break;
-    generated.push_back(token);
-    if (i + 1 == options.max_answer_tokens) break;  // the last token needs no logits
-    logits = lm->feed(state, at::full({1}, token, at::kLong), &controller);  // [V]
-  }
+  at::Generator unused = at::detail::createCPUGenerator(0);  // greedy draws nothing
+  Continuation answer = continue_sequence(*model, state, logits,
+                                          greedy_answer_options(options.max_answer_tokens, Tokenizer::kEos), unused,
+                                          &controller);
+  std::vector<int64_t> generated = std::move(answer.tokens);
+  if (answer.stopped) generated.pop_back();  // the answer without its <eos>
   out.decode_seconds = seconds_since(phase);
   out.answer_ids = generated;
   out.answer = builtin_tokenizer().decode(generated, /*skip_special=*/false);
 
   // memory at answer time
-  const auto layers = static_cast<int64_t>(state.caches.size());
   out.tokens_seen = state.caches.empty() ? 0 : state.caches.front().tokens_appended();
-  double cached = 0.0;
-  for (int64_t l = 0; l < layers; ++l) cached += state.mean_cached_tokens(l);
-  out.cached_tokens = layers > 0 ? cached / static_cast<double>(layers) : 0.0;
+  out.cached_tokens = state.mean_cached_tokens();
   out.final_cache_fraction = out.tokens_seen > 0 ? out.cached_tokens / static_cast<double>(out.tokens_seen) : 1.0;
   out.retained_fraction = controller.mean_retained_fraction();
   out.policy_updates = controller.num_updates();

@@ -27,7 +27,7 @@
 // whether a policy dropped the static or repeated frames or the event.
 //
 // Threads: the model is only read (NoGradGuard), every clip and policy gets
-// its own LlamaState, controller and policy, so evaluate_video spreads work
+// its own SequenceState, controller and policy, so evaluate_video spreads work
 // items over threads with parallel_for_items and gives the same numbers for
 // any thread count.
 //
@@ -161,7 +161,7 @@ at::Tensor video_prompt_embeddings(const VideoModel& model, const at::Tensor& pi
 /// final cache is left there.
 VideoQaOutcome answer_video_prompt(const VideoModel& model, const at::Tensor& embeds, int64_t num_frames,
                                    int64_t question_words, const VideoQaOptions& options,
-                                   const std::vector<bool>& informative = {}, LlamaState* state = nullptr);
+                                   const std::vector<bool>& informative = {}, SequenceState* state = nullptr);
 
 /// Encodes clip and question, then answer_video_prompt (encode time included).
 VideoQaOutcome answer_clip(const VideoModel& model, const SampledClip& clip, const std::vector<int64_t>& question,
@@ -213,7 +213,7 @@ struct VideoEvalOptions {
                                        ///< instead of rendering (their own split; `split` and `scene` unused).
   /// Policies in display order; "namm" needs a model and runs before the
   /// baselines, which run at its measured mean retained fraction.
-  std::vector<std::string> policies = {"full", "namm", "h2o", "l2", "streaming", "tova", "recency", "random"};
+  std::vector<std::string> policies = policy_names();
   Budget fallback_budget{0, 0.5};      ///< the baselines' budget when no NAMM runs.
   VideoQaOptions qa;                   ///< delay, chunk, answer length (policy fields are set per row).
   uint64_t seed = 0;                   ///< the random policy's seed (plus the clip number).

@@ -23,8 +23,8 @@ TEST(PolicyRegistry, EveryListedNameBuildsThePolicyOfThatName) {
 }
 
 TEST(PolicyRegistry, ListsEveryBaselineAndNamm) {
-  EXPECT_EQ(policy_names(), (std::vector<std::string>{"full", "namm", "h2o", "l2", "streaming", "tova",
-                                                      "recency", "random"}));
+  EXPECT_EQ(policy_names(), (std::vector<std::string>{"full", "namm", "h2o", "l2", "streaming", "tova", "recency",
+                                                      "random", "snapkv", "pyramidkv", "adakv", "keydiff"}));
 }
 
 TEST(PolicyRegistry, UnknownNameThrowsWithTheChoices) {

@@ -65,8 +65,8 @@ DtBatch random_batch(const DtConfig& config, int64_t b, int64_t t, uint64_t seed
 
 // actions predicted step by step over the cached path: a_{t-1}, R_t, s_t per step
 at::Tensor cached_actions(const DecisionTransformer& model, const DtBatch& batch, int64_t row,
-                          MemoryController* controller = nullptr, DtState* state_out = nullptr) {
-  DtState state = model->new_state();
+                          MemoryController* controller = nullptr, SequenceState* state_out = nullptr) {
+  SequenceState state = model->new_state();
   const int64_t t = batch.states.size(1);
   std::vector<at::Tensor> actions;
   for (int64_t i = 0; i < t; ++i) {
@@ -205,7 +205,7 @@ TEST(DecisionTransformer, CachedFeedMatchesFullForward) {
   const DecisionTransformer model = tiny_model(config);
   const DtBatch batch = random_batch(config, 1, 12, 7);
   const at::Tensor full = model->forward(batch).action_preds[0];  // [T, A]
-  DtState state;
+  SequenceState state;
   const at::Tensor cached = cached_actions(model, batch, 0, nullptr, &state);
   EXPECT_LT((full - cached).abs().max().item<double>(), 1e-5);
   EXPECT_EQ(state.next_position, 3 * 12 - 1);
@@ -239,7 +239,7 @@ TEST(DecisionTransformer, PruningPolicyShrinksCacheAndKeepsRunning) {
   ControllerOptions options;
   options.delay = 6;
   MemoryController controller(make_policy(spec), static_cast<int>(config.n_layer), options);
-  DtState state;
+  SequenceState state;
   const at::Tensor cached = cached_actions(model, batch, 0, &controller, &state);
   EXPECT_TRUE(at::isfinite(cached).all().item<bool>());
   for (const LayerKvCache& cache : state.caches) {

@@ -226,7 +226,7 @@ TEST(Rollout, DISABLED_ModelMsPerStepAtDefaultSize) {
       options.record_statistics = false;
       controller = std::make_unique<MemoryController>(make_policy(spec), 3, options);
     }
-    DtState state = model->new_state();
+    SequenceState state = model->new_state();
     double kept = 0;
     const auto start = Clock::now();
     const double cpu_start = cpu_seconds();

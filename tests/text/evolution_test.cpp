@@ -52,7 +52,7 @@ AnswerOptions small_answer(int64_t delay) {
 ExampleMaker full_cache_answers(const Llama& model, const AnswerOptions& answer) {
   return [model, answer](const std::string& task, Split split, int64_t index, int64_t context) {
     TaskExample example = make_example(task, split, index, context);
-    example.answer = answer_example(model, example, PolicySpec{}, answer).prediction;
+    example.answer = answer_example(*model, example, PolicySpec{}, answer).prediction;
     return example;
   };
 }
@@ -103,7 +103,7 @@ TEST(Evolution, ZeroNammIsExactlyAsFitAsTheFullCache) {
   candidates[1][params - 1] = -10.0;  // head bias only: every score -10, all but the newest token evicted
   FitnessOptions options;
   options.answer = answer;
-  const FitnessReport report = evaluate_candidates(model, base, candidates, examples, options);
+  const FitnessReport report = evaluate_candidates(*model, base, candidates, examples, options);
   EXPECT_EQ(report.informative_examples, 5);
   EXPECT_EQ(report.fitness[0], 1.0);  // exactly: it keeps everything
   EXPECT_EQ(report.retained_fraction[0], 1.0);
@@ -126,10 +126,10 @@ TEST(Evolution, SharedPrefixGivesTheSameFitnessAsTheNaivePath) {
   FitnessOptions options;
   options.answer = answer;
   options.share_prefix = true;
-  const FitnessReport shared = evaluate_candidates(model, base, candidates, examples, options);
+  const FitnessReport shared = evaluate_candidates(*model, base, candidates, examples, options);
   options.share_prefix = false;
   options.threads = 1;
-  const FitnessReport naive = evaluate_candidates(model, base, candidates, examples, options);
+  const FitnessReport naive = evaluate_candidates(*model, base, candidates, examples, options);
   EXPECT_EQ(shared.fitness, naive.fitness);
   EXPECT_EQ(shared.scores, naive.scores);
   EXPECT_EQ(shared.retained_fraction, naive.retained_fraction);
@@ -163,7 +163,7 @@ TEST(Evolution, StoppedAndResumedRunEqualsTheUninterruptedOne) {
 
   EvolutionOptions straight = tiny_run(model, straight_dir);
   straight.output_path = straight_dir + "/final.safetensors";
-  const EvolutionResult a = evolve(model, straight);
+  const EvolutionResult a = evolve(*model, straight);
   ASSERT_TRUE(a.finished);
   ASSERT_EQ(a.generations_done, 4);
   // the candidates must differ in fitness, or CMA-ES would only follow tie order
@@ -176,15 +176,15 @@ TEST(Evolution, StoppedAndResumedRunEqualsTheUninterruptedOne) {
   EvolutionOptions resumed = tiny_run(model, resumed_dir);
   resumed.output_path = resumed_dir + "/final.safetensors";
   resumed.stop_after_generations = 1;
-  EvolutionResult b = evolve(model, resumed);  // stops inside stage 1
+  EvolutionResult b = evolve(*model, resumed);  // stops inside stage 1
   EXPECT_FALSE(b.finished);
   EXPECT_EQ(b.generations_done, 1);
   EXPECT_FALSE(fs::exists(resumed.output_path));
   resumed.stop_after_generations = 2;
-  b = evolve(model, resumed);  // across the stage boundary
+  b = evolve(*model, resumed);  // across the stage boundary
   EXPECT_EQ(b.generations_done, 3);
   resumed.stop_after_generations = 0;
-  b = evolve(model, resumed);
+  b = evolve(*model, resumed);
   ASSERT_TRUE(b.finished);
   EXPECT_EQ(b.generations_done, 4);
   EXPECT_EQ(b.history.size(), 1u);
@@ -225,7 +225,7 @@ TEST(Evolution, MemoryPenaltyCountsOnlyTheRetainedFractionAboveTheTarget) {
 ExampleMaker odd_prompts_answerable(const Llama& model, const AnswerOptions& answer) {
   return [model, answer](const std::string& task, Split split, int64_t index, int64_t context) {
     TaskExample example = make_example(task, split, index, context);
-    example.answer = answer_example(model, example, PolicySpec{}, answer).prediction;
+    example.answer = answer_example(*model, example, PolicySpec{}, answer).prediction;
     if (index % 2 == 0) example.answer.push_back(1);  // one token more: never an exact match
     return example;
   };
@@ -251,8 +251,8 @@ EvolutionOptions screened_run(const Llama& model, int threads) {
 
 TEST(Evolution, ScreeningKeepsOnlyPromptsTheFullCacheAnswersForAnyThreadCount) {
   const Llama model = tiny_task_model();
-  const EvolutionResult one = evolve(model, screened_run(model, 1));
-  const EvolutionResult two = evolve(model, screened_run(model, 2));
+  const EvolutionResult one = evolve(*model, screened_run(model, 1));
+  const EvolutionResult two = evolve(*model, screened_run(model, 2));
   ASSERT_EQ(one.history.size(), 2u);
   ASSERT_EQ(two.history.size(), 2u);
   for (size_t g = 0; g < one.history.size(); ++g) {
@@ -275,12 +275,12 @@ TEST(Evolution, ScreeningFailsClearlyWhenTheFullCacheAnswersNothing) {
   options.make_example = [model, answer = options.fitness.answer](const std::string& task, Split split, int64_t index,
                                                                     int64_t context) {
     TaskExample example = make_example(task, split, index, context);
-    example.answer = answer_example(model, example, PolicySpec{}, answer).prediction;
+    example.answer = answer_example(*model, example, PolicySpec{}, answer).prediction;
     example.answer.push_back(1);
     return example;
   };
   try {
-    evolve(model, options);
+    evolve(*model, options);
     FAIL() << "expected an error";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("answered none of the 6 screened prompts"), std::string::npos) << e.what();
@@ -291,7 +291,7 @@ TEST(Evolution, ScreeningFailsClearlyWhenTheFullCacheAnswersNothing) {
 EvolutionOptions after_one_generation(const Llama& model, const std::string& dir) {
   EvolutionOptions options = tiny_run(model, dir);
   options.stop_after_generations = 1;
-  evolve(model, options);
+  evolve(*model, options);
   return options;
 }
 
@@ -304,7 +304,7 @@ TEST(Evolution, CorruptOrForeignCheckpointIsRefusedNamingTheFile) {
   const std::string good = read_file(state);
   const auto message_of = [&](const EvolutionOptions& run) {
     try {
-      evolve(model, run);
+      evolve(*model, run);
     } catch (const std::runtime_error& e) {
       return std::string(e.what());
     }
@@ -343,7 +343,7 @@ TEST(Evolution, ResumeWithAnotherLanguageModelIsRefused) {
   const Llama other = Llama(model->config());
   std::string message = "no error";
   try {
-    evolve(other, options);
+    evolve(*other, options);
   } catch (const std::runtime_error& e) {
     message = e.what();
   }
@@ -363,7 +363,7 @@ TEST(Evolution, LogRecordsPastTheCheckpointAreDroppedOnResume) {
   ASSERT_EQ(std::count(text.begin(), text.end(), '\n'), 1);
   // what the killed run would have left: the next generation's line and half of another
   write_file_atomically(log, text + "{\"generation\": 2, \"stage\": 1}\n{\"generation\": 3, \"sta");
-  evolve(model, options);  // resumes and runs one more generation
+  evolve(*model, options);  // resumes and runs one more generation
   text = read_file(log);
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
   EXPECT_EQ(text.find("\"stage\": 1}"), std::string::npos) << text;  // the stale line is gone

@@ -2,6 +2,7 @@
 // full forward passes, sampling is reproducible by seed, and generation keeps
 // to the controller's protocol while a policy prunes.
 #include "text/generation.h"
+#include "text/llama.h"
 
 #include "adapters/memory_controller.h"
 #include "core/baselines.h"
@@ -43,7 +44,7 @@ TEST(Generation, GreedyWithFullCacheEqualsRepeatedFullForward) {
   GenerationOptions options;
   options.max_new_tokens = 12;
   options.prompt_chunk = 8;
-  const GenerationResult result = generate(model, prompt, options);
+  const GenerationResult result = generate(*model, prompt, options);
   ASSERT_EQ(result.tokens.size(), 12u);
   // a model that always emits one token would pass trivially
   EXPECT_GT(std::set<int64_t>(result.tokens.begin(), result.tokens.end()).size(), 2u);
@@ -68,11 +69,11 @@ TEST(Generation, SameSeedGivesSameSampleAndOtherSeedsDiffer) {
   options.max_new_tokens = 20;
   options.temperature = 1.5;
   options.seed = 42;
-  const GenerationResult a = generate(model, tiny_prompt(10), options);
-  const GenerationResult b = generate(model, tiny_prompt(10), options);
+  const GenerationResult a = generate(*model, tiny_prompt(10), options);
+  const GenerationResult b = generate(*model, tiny_prompt(10), options);
   EXPECT_EQ(a.tokens, b.tokens);
   options.seed = 43;
-  const GenerationResult c = generate(model, tiny_prompt(10), options);
+  const GenerationResult c = generate(*model, tiny_prompt(10), options);
   EXPECT_NE(a.tokens, c.tokens);
 }
 
@@ -83,7 +84,7 @@ TEST(Generation, TopKOfOneSamplesTheArgmax) {
   GenerationOptions top1 = greedy;
   top1.temperature = 3.0;
   top1.top_k = 1;
-  EXPECT_EQ(generate(model, tiny_prompt(9), greedy).tokens, generate(model, tiny_prompt(9), top1).tokens);
+  EXPECT_EQ(generate(*model, tiny_prompt(9), greedy).tokens, generate(*model, tiny_prompt(9), top1).tokens);
 }
 
 TEST(Generation, TopKNeverSamplesOutsideTheKLikeliest) {
@@ -105,9 +106,9 @@ TEST(Generation, StopTokenEndsGenerationAndIsIncluded) {
   const Llama model = tiny_model();
   GenerationOptions options;
   options.max_new_tokens = 12;
-  const std::vector<int64_t> free_run = generate(model, tiny_prompt(15), options).tokens;
+  const std::vector<int64_t> free_run = generate(*model, tiny_prompt(15), options).tokens;
   options.stop_token_ids = {free_run[4]};
-  const GenerationResult stopped = generate(model, tiny_prompt(15), options);
+  const GenerationResult stopped = generate(*model, tiny_prompt(15), options);
   EXPECT_TRUE(stopped.stopped);
   const size_t first = static_cast<size_t>(std::find(free_run.begin(), free_run.end(), free_run[4]) - free_run.begin());
   ASSERT_EQ(stopped.tokens.size(), first + 1);
@@ -119,12 +120,12 @@ TEST(Generation, PruningPolicyRunsAndCachesFewerTokens) {
   GenerationOptions options;
   options.max_new_tokens = 20;
   options.prompt_chunk = 32;
-  const GenerationResult full = generate(model, tiny_prompt(70), options);
+  const GenerationResult full = generate(*model, tiny_prompt(70), options);
 
   ControllerOptions controller_options;
   controller_options.delay = 16;
   MemoryController controller(std::make_unique<RecencyPolicy>(Budget{24, 0.0}), 2, controller_options);
-  const GenerationResult pruned = generate(model, tiny_prompt(70), options, &controller);
+  const GenerationResult pruned = generate(*model, tiny_prompt(70), options, &controller);
   ASSERT_EQ(pruned.tokens.size(), 20u);
   // 70 + 19 tokens fed: updates at 16, 32, ..., 80
   EXPECT_EQ(pruned.policy_updates, 5);
@@ -143,7 +144,7 @@ TEST(Generation, AttentionPolicyGetsExactlyDelayQueriesPerUpdate) {
   ControllerOptions controller_options;
   controller_options.delay = 7;
   MemoryController controller(std::make_unique<H2oPolicy>(Budget{0, 0.5}, 0.5), 2, controller_options);
-  const GenerationResult result = generate(model, tiny_prompt(30), options, &controller);
+  const GenerationResult result = generate(*model, tiny_prompt(30), options, &controller);
   EXPECT_EQ(result.tokens.size(), 9u);
   EXPECT_EQ(result.policy_updates, (30 + 8) / 7);
   for (const UpdateHeadStats& stats : controller.statistics()) EXPECT_EQ(stats.num_new_tokens, 7);
@@ -154,7 +155,7 @@ TEST(Generation, InvalidOptionsAreRefusedWithTheirValue) {
   GenerationOptions options;
   options.temperature = -1.0;
   try {
-    generate(model, tiny_prompt(3), options);
+    generate(*model, tiny_prompt(3), options);
     FAIL() << "expected std::invalid_argument";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("temperature must be >= 0, got -1"), std::string::npos) << e.what();

@@ -72,7 +72,7 @@ TEST(LlamaCheckpoint, CachedInferenceMatchesPythonReference) {
   const LlamaCheckpoint checkpoint = load_llama_checkpoint(kFixtures + "/sharded_f32");
   const at::Tensor expected = read_npy(kFixtures + "/logits_sharded_f32.npy");
   const at::Tensor tokens = fixture_tokens();
-  LlamaState state = checkpoint.model->new_state();
+  SequenceState state = checkpoint.model->new_state();
   checkpoint.model->feed(state, tokens.narrow(0, 0, 7));
   const at::Tensor logits = checkpoint.model->feed(state, tokens.narrow(0, 7, tokens.size(0) - 7), nullptr, true);
   EXPECT_LT((logits - expected.narrow(0, 7, tokens.size(0) - 7)).abs().max().item<double>(), 1e-4);

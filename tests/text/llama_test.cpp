@@ -58,7 +58,7 @@ TEST(Llama, FeedingWholePromptMatchesForward) {
   const Llama model = make_model(tiny_config());
   const at::Tensor tokens = prompt(37, 50);
   const at::Tensor expected = reference_logits(model, tokens);
-  LlamaState state = model->new_state();
+  SequenceState state = model->new_state();
   const at::Tensor logits = model->feed(state, tokens, nullptr, /*all_logits=*/true);  // [T, V]
   expect_close(logits, expected);
   EXPECT_EQ(state.next_position, 37);
@@ -71,7 +71,7 @@ TEST(Llama, FeedingInChunksMatchesForward) {
   const Llama model = make_model(tiny_config());
   const at::Tensor tokens = prompt(37, 50);
   const at::Tensor expected = reference_logits(model, tokens);
-  LlamaState state = model->new_state();
+  SequenceState state = model->new_state();
   int64_t start = 0;
   for (int64_t chunk : {5, 11, 1, 20}) {
     const at::Tensor logits = model->feed(state, tokens.narrow(0, start, chunk), nullptr, true);  // [chunk, V]
@@ -85,7 +85,7 @@ TEST(Llama, FeedingTokenByTokenMatchesForward) {
   const Llama model = make_model(tiny_config());
   const at::Tensor tokens = prompt(30, 50);
   const at::Tensor expected = reference_logits(model, tokens);
-  LlamaState state = model->new_state();
+  SequenceState state = model->new_state();
   for (int64_t i = 0; i < 30; ++i) {
     const at::Tensor logits = model->feed(state, tokens.narrow(0, i, 1));  // [V]
     expect_close(logits, expected[i]);
@@ -108,7 +108,7 @@ TEST(Llama, MultiQueryAndFullHeadsAlsoMatch) {
     config.num_key_value_heads = kv_heads;
     const Llama model = make_model(config);
     const at::Tensor tokens = prompt(19, 50);
-    LlamaState state = model->new_state();
+    SequenceState state = model->new_state();
     model->feed(state, tokens.narrow(0, 0, 9));
     const at::Tensor logits = model->feed(state, tokens.narrow(0, 9, 10), nullptr, true);
     expect_close(logits, reference_logits(model, tokens).narrow(0, 9, 10));
@@ -177,7 +177,7 @@ TEST(Llama, RecencyPolicyShrinksTheCacheAndDecodingGoesOn) {
   ControllerOptions options;
   options.delay = 8;
   MemoryController controller(std::make_unique<RecencyPolicy>(Budget{12, 0.0}), 2, options);
-  LlamaState state = model->new_state();
+  SequenceState state = model->new_state();
   const at::Tensor tokens = prompt(60, 50);
   int64_t fed = 0;
   while (fed < 60) {
@@ -202,7 +202,7 @@ TEST(Llama, AttentionPolicyGetsItsRowsThroughTheRecorder) {
   ControllerOptions options;
   options.delay = 6;
   MemoryController controller(std::make_unique<H2oPolicy>(Budget{0, 0.5}), 2, options);
-  LlamaState state = model->new_state();
+  SequenceState state = model->new_state();
   const at::Tensor tokens = prompt(24, 50);
   for (int64_t start = 0; start < 24; start += 3) model->feed(state, tokens.narrow(0, start, 3), &controller);
   EXPECT_EQ(controller.num_updates(), 4);
@@ -215,7 +215,7 @@ TEST(Llama, FeedingMoreThanTheControllerAllowsThrows) {
   ControllerOptions options;
   options.delay = 4;
   MemoryController controller(std::make_unique<FullCachePolicy>(), 2, options);
-  LlamaState state = model->new_state();
+  SequenceState state = model->new_state();
   EXPECT_THROW(model->feed(state, prompt(5, 50), &controller), c10::Error);
   EXPECT_EQ(state.caches[0].length(0), 0);  // refused before touching the caches
 }

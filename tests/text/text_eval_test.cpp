@@ -50,13 +50,13 @@ TEST(TextEval, FullCacheAnswerEqualsGreedyGenerate) {
   const AnswerOptions options = small_answer();
   for (int64_t index = 0; index < 3; ++index) {
     const TaskExample example = make_example("kv_retrieval", Split::kTrain, index, 128);
-    const ExampleOutcome outcome = answer_example(model, example, PolicySpec{}, options);
+    const ExampleOutcome outcome = answer_example(*model, example, PolicySpec{}, options);
 
     GenerationOptions generation;
     generation.max_new_tokens = options.max_answer_tokens;
     generation.stop_token_ids = {Tokenizer::kEos};
     generation.prompt_chunk = options.prompt_chunk;
-    const GenerationResult reference = generate(model, at::tensor(example.prompt, at::kLong), generation);
+    const GenerationResult reference = generate(*model, at::tensor(example.prompt, at::kLong), generation);
     ASSERT_FALSE(reference.tokens.empty());
     EXPECT_EQ(outcome.prediction, trim_prediction(reference.tokens)) << "example " << index;
     EXPECT_EQ(outcome.score, score_task("kv_retrieval", outcome.prediction, example.answer));
@@ -72,7 +72,7 @@ TEST(TextEval, SharedPrefixGivesTheSameOutcomeAsFromScratch) {
   for (int64_t context : {64, 128}) {  // prompt == delay, prompt > delay
     const AnswerOptions options = small_answer(64);
     const TaskExample example = make_example("needle", Split::kTrain, 3, context);
-    const SharedPrefix prefix = prefill_shared_prefix(model, example, options);
+    const SharedPrefix prefix = prefill_shared_prefix(*model, example, options);
     ASSERT_EQ(prefix.length, 64);
     PolicySpec namm;
     namm.name = "namm";
@@ -85,8 +85,8 @@ TEST(TextEval, SharedPrefixGivesTheSameOutcomeAsFromScratch) {
       controller_options.delay = options.delay;
       MemoryController scratch(make_policy(spec), num_layers, controller_options);
       MemoryController shared(make_policy(spec), num_layers, controller_options);
-      const ExampleOutcome a = answer_with_controller(model, example, scratch, options);
-      const ExampleOutcome b = answer_with_controller(model, example, shared, options, &prefix);
+      const ExampleOutcome a = answer_with_controller(*model, example, scratch, options);
+      const ExampleOutcome b = answer_with_controller(*model, example, shared, options, &prefix);
       EXPECT_EQ(a.prediction, b.prediction) << spec.name << " at " << context;
       EXPECT_EQ(a.retained_fraction, b.retained_fraction) << spec.name << " at " << context;
       EXPECT_EQ(a.final_cache_fraction, b.final_cache_fraction) << spec.name << " at " << context;
@@ -112,8 +112,8 @@ TEST(TextEval, ParallelEvaluationEqualsSequential) {
   tova.name = "tova";
   tova.budget = Budget{0, 0.5};
   const std::vector<PolicySpec> policies = {PolicySpec{}, namm, tova};
-  const auto one = evaluate_policies(model, examples, policies, 1, small_answer());
-  const auto two = evaluate_policies(model, examples, policies, 2, small_answer());
+  const auto one = evaluate_policies(*model, examples, policies, 1, small_answer());
+  const auto two = evaluate_policies(*model, examples, policies, 2, small_answer());
   ASSERT_EQ(one.size(), 3u);
   for (size_t p = 0; p < policies.size(); ++p) {
     ASSERT_EQ(one[p].outcomes.size(), examples.size());
@@ -137,7 +137,7 @@ TEST(TextEval, ComparisonListsEveryPolicyAndTaskAtTheNammsBudget) {
   options.context_tokens = {192};
   options.threads = 2;
   options.answer = small_answer(32);
-  const TextComparison comparison = compare_policies(model, random_namm(32, 0.5, 9), options);
+  const TextComparison comparison = compare_policies(*model, random_namm(32, 0.5, 9), options);
   ASSERT_EQ(comparison.rows.size(), options.policies.size());
   const double namm_fraction = comparison.namm_retained_fraction;
   ASSERT_GT(namm_fraction, 0.05);
@@ -199,7 +199,7 @@ TEST(TextEval, ComparisonSplitsEveryRowByPromptLength) {
   options.policies = {"full", "namm", "h2o"};
   options.threads = 2;
   options.answer = small_answer(32);
-  const TextComparison comparison = compare_policies(model, random_namm(32, 0.5, 9), options);
+  const TextComparison comparison = compare_policies(*model, random_namm(32, 0.5, 9), options);
 
   // the per-length means recomputed from the predictions
   std::map<std::tuple<std::string, int64_t, std::string>, double> score_sum;

@@ -108,9 +108,9 @@ TEST(VideoModel, CachedPrefillEqualsFullForwardWithFullCache) {
   const at::Tensor embeds = model->prompt_embeddings(fixture_pixels(), fixture_question()).detach();  // [T, D]
   const at::Tensor expected = read_npy(kFixtures + "/logits_classic.npy");                          // [T, V]
   ASSERT_EQ(embeds.size(0), expected.size(0));
-  LlamaState state = model->language_model->new_state();
+  SequenceState state = model->language_model->new_state();
   // chunks of 7 cut through frames and the question
-  const at::Tensor logits = prefill_embeddings(model->language_model, state, embeds, 7, nullptr, /*all_logits=*/true);
+  const at::Tensor logits = prefill_embeddings(*model->language_model, state, embeds, 7, nullptr, /*all_logits=*/true);
   EXPECT_LT(max_diff(logits, expected), 1e-4);
   EXPECT_EQ(state.next_position, expected.size(0));
   EXPECT_DOUBLE_EQ(state.mean_cached_tokens(0), static_cast<double>(expected.size(0)));
@@ -160,8 +160,8 @@ TEST(VideoPromptLayout, MapsVisualPositionsToTheirFrameAndTextToMinusOne) {
 TEST(VideoModel, KeptFractionPerFrameCountsEachFramesCachedTokens) {
   const VideoModel& model = classic().model;
   const VideoPromptLayout layout = model->layout(3, fixture_question().size(0));
-  LlamaState state = model->language_model->new_state();
-  prefill_embeddings(model->language_model, state, model->prompt_embeddings(fixture_pixels(), fixture_question()), 64);
+  SequenceState state = model->language_model->new_state();
+  prefill_embeddings(*model->language_model, state, model->prompt_embeddings(fixture_pixels(), fixture_question()), 64);
   // layer 1: drop frame 1 (positions 5..8) and one token of frame 2 (position 9)
   std::vector<int64_t> keep;
   for (int64_t i = 0; i < layout.length(); ++i) {
@@ -189,7 +189,7 @@ TEST(VideoModel, RecencyPolicyShrinksTheCacheAndDropsTheOldestFrames) {
   ControllerOptions controller_options;
   controller_options.delay = 8;
   MemoryController controller(std::make_unique<RecencyPolicy>(Budget{0, 0.5}), 2, controller_options);
-  LlamaState state;
+  SequenceState state;
   const VideoAnswer pruned =
       answer_video_question(model, fixture_pixels(), fixture_question(), options, &controller, &state);
   EXPECT_EQ(pruned.tokens.size(), 5u);
@@ -456,8 +456,8 @@ TEST(LlamaEmbeddings, EmbeddingPathsEqualTheTokenPaths) {
   const at::Tensor tokens = at::tensor({2, 7, 9, 30, 4, 4, 11, 6}, at::kLong);
   at::NoGradGuard no_grad;
   EXPECT_TRUE(at::equal(lm->forward_embeddings(lm->embed(tokens.unsqueeze(0))), lm->forward(tokens.unsqueeze(0))));
-  LlamaState a = lm->new_state();
-  LlamaState b = lm->new_state();
+  SequenceState a = lm->new_state();
+  SequenceState b = lm->new_state();
   lm->feed(a, tokens.narrow(0, 0, 3));
   lm->feed_embeddings(b, lm->embed(tokens.narrow(0, 0, 3)));
   EXPECT_TRUE(at::equal(lm->feed(a, tokens.narrow(0, 3, 5), nullptr, true),

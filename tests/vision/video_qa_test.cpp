@@ -470,7 +470,8 @@ TEST_F(VideoCli, EvalVideoWritesARowPerPolicy) {
   const nlohmann::json json = nlohmann::json::parse(read_file(json_path));
   std::vector<std::string> policies;
   for (const auto& row : json["rows"]) policies.push_back(row["policy"]);
-  EXPECT_EQ(policies, (std::vector<std::string>{"full", "namm", "h2o", "l2", "streaming", "tova", "recency", "random"}));
+  EXPECT_EQ(policies, (std::vector<std::string>{"full", "namm", "h2o", "l2", "streaming", "tova", "recency", "random",
+                                                "snapkv", "pyramidkv", "adakv", "keydiff"}));
   EXPECT_NE(read_file(md_path).find("| namm |"), std::string::npos);
   // a budget out of range is a one-line usage error and writes nothing
   const std::string other = dir_->file("other.json");
