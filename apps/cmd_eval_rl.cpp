@@ -5,6 +5,7 @@
 #include "apps/options.h"
 #include "core/atomic_file.h"
 #include "core/namm_model.h"
+#include "core/policy_registry.h"
 #include "rl/dt_checkpoint.h"
 #include "rl/eval_rl.h"
 #include "rl/mujoco_env.h"
@@ -24,8 +25,13 @@ namespace fs = std::filesystem;
 
 int run_eval_rl(const std::vector<std::string>& args) {
   std::string envs_text = "hopper,walker2d", model_hopper = "models/dt-hopper", model_walker = "models/dt-walker2d";
-  std::string namm_path = "models/namm.safetensors", out_dir, budget_text = "50%", baselines_text = "h2o,l2,streaming,recency";
   EvalRlOptions o;
+  std::string namm_path = "models/namm.safetensors", out_dir, budget_text = "50%", baselines_text;
+  for (const std::string& name : o.baselines) baselines_text += (baselines_text.empty() ? "" : ",") + name;
+  std::string all_baselines;
+  for (const std::string& name : policy_names()) {
+    if (name != "full" && name != "namm") all_baselines += (all_baselines.empty() ? "" : ", ") + name;
+  }
   int64_t seed = 0;
   po::options_description options("options");
   // clang-format off
@@ -44,7 +50,7 @@ int run_eval_rl(const std::vector<std::string>& args) {
       ("window", po::value(&o.window)->default_value(o.window), "K of the window-K row, the standard re-encode-K-steps evaluation (0: no such row)")
       ("delay", po::value(&o.delay)->default_value(o.delay), "tokens between policy updates for every cached row (0: the NAMM's own delay, or 64 without a NAMM)")
       ("budget", po::value(&budget_text)->default_value(budget_text), "the baselines' budget when there is no NAMM: a share of the tokens so far (\"50%\") or tokens (\"300\")")
-      ("baselines", po::value(&baselines_text)->default_value(baselines_text), "baseline rows, comma-separated, from h2o, l2, streaming, recency, tova, random")
+      ("baselines", po::value(&baselines_text)->default_value(baselines_text), ("baseline rows, comma-separated, from " + all_baselines).c_str())
       ("target-return", po::value(&o.target_return)->default_value(o.target_return), "conditioning return (0: the model's sidecar, else hopper 3600 / walker2d 5000)");
   // clang-format on
   po::variables_map vm;

@@ -7,6 +7,7 @@
 #include "core/cma_es.h"
 
 #include "core/safetensors.h"
+#include "core/seed_mix.h"
 
 #include <ATen/ATen.h>
 
@@ -46,14 +47,9 @@ std::string shape_of(const at::Tensor& t) {
   return s.str();
 }
 
-// splitmix64: turns (seed, generation) into a well-mixed generator seed, so
-// the samples of a generation need no stream state to be saved.
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+// mix64 (core/seed_mix.h) turns (seed, generation) into a well-mixed
+// generator seed, so the samples of a generation need no stream state to be saved.
+uint64_t mix(uint64_t x) { return mix64(x); }
 
 // standard normals by Box-Muller from 53-bit uniforms in (0, 1]: the same
 // numbers on every platform, unlike std::normal_distribution.

@@ -73,16 +73,6 @@ std::string git_commit(const std::string& directory) {
   return commit;
 }
 
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
-
 uint64_t step_hash(uint64_t salt, uint64_t seed, int64_t step, int64_t slot) {
   return mix64(mix64(mix64(seed ^ salt) + static_cast<uint64_t>(step)) + static_cast<uint64_t>(slot));
 }

@@ -4,6 +4,8 @@
 // them the same way.
 #pragma once
 
+#include "core/seed_mix.h"
+
 #include <cstdint>
 #include <string>
 
@@ -25,9 +27,6 @@ std::string utc_now();
 /// records the commit of the code it ran.
 std::string git_commit(const std::string& directory = "");
 
-/// splitmix64's finaliser over x + golden ratio: a bijective 64-bit mixer for
-/// deriving independent seeds from counters.
-uint64_t mix64(uint64_t x);
 
 /// A hash of (seed, step, slot) under a per-trainer salt: what a training
 /// step draws is a pure function of these, never of earlier steps, so a

@@ -81,10 +81,10 @@ PyramidKvPolicy::PyramidKvPolicy(Budget budget, WindowOptions options, double be
 
 std::vector<int64_t> PyramidKvPolicy::head_budgets(const LayerObservation& observation,
                                                    const std::vector<at::Tensor>& scores, int64_t budget) {
-  int64_t tokens = 0;
-  for (const at::Tensor& s : scores) tokens = std::max(tokens, s.size(0));
-  const int64_t layer_budget = pyramid_layer_budget(budget, protected_recent(observation), tokens, observation.layer,
-                                                    observation.num_layers, beta_);
+  // the cap uses tokens_seen, the same for every layer: a layer's own cache
+  // length would raise the upper layers' budgets past the pyramid's total
+  const int64_t layer_budget = pyramid_layer_budget(budget, protected_recent(observation), observation.tokens_seen,
+                                                    observation.layer, observation.num_layers, beta_);
   return std::vector<int64_t>(scores.size(), std::max<int64_t>(layer_budget, 1));
 }
 

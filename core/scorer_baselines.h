@@ -57,9 +57,11 @@ class SnapKvPolicy : public ScorerPolicy {
 };
 
 /// PyramidKV's budget of one layer: with b = B - window beyond the window,
-/// the largest layer budget is 2b - b / beta (capped at T - window, the
+/// the largest layer budget is 2b - b / beta (capped at tokens - window, the
 /// smallest raised to keep the sum), the smallest b / beta, linear in
 /// between from layer 0 down to layer L - 1; plus the window. L = 1 gives B.
+/// The policy passes tokens_seen as tokens, the same for every layer, so the
+/// layers' budgets sum to L * B (a layer holding fewer tokens keeps them all).
 int64_t pyramid_layer_budget(int64_t budget, int64_t window, int64_t tokens, int layer, int num_layers, double beta);
 
 /// PyramidKV.

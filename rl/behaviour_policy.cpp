@@ -102,28 +102,6 @@ std::string format_number(double v) {
 
 }  // namespace
 
-uint64_t SplitMix64::next() {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-double SplitMix64::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-
-double SplitMix64::normal() {
-  // Box-Muller, one value per pair of uniforms: no cached second value, so
-  // the state is the counter alone.
-  const double u1 = 1.0 - uniform();  // (0, 1]
-  const double u2 = uniform();
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
-}
-
-uint64_t mix_seed(uint64_t a, uint64_t b) {
-  SplitMix64 g{a ^ (b * 0xd1342543de82ef95ULL + 0x2545f4914f6cdd1dULL)};
-  g.next();
-  return g.next();
-}
 
 // ---------------------------------------------------------------------------
 // normaliser and policy

@@ -13,6 +13,8 @@
 // iteration, direction), so a run is identical with any number of threads
 // and after a resume from a checkpoint.
 
+#include "core/seed_mix.h"
+
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -194,15 +196,6 @@ class ArsTrainer {
   LinearPolicy best_policy_;
 };
 
-/// splitmix64: a generator whose whole state is one counter (seed it with mix_seed).
-struct SplitMix64 {
-  uint64_t state = 0;
-  uint64_t next();
-  double uniform();  ///< [0, 1), 53 bits.
-  double normal();   ///< standard normal (Box-Muller, one value per call).
-};
-
-/// A 64-bit hash of (a, b) (splitmix64 finaliser); the counter-based seeds.
-uint64_t mix_seed(uint64_t a, uint64_t b);
+// SplitMix64 and mix_seed, the counter-based generator and seeds: core/seed_mix.h.
 
 }  // namespace namm

@@ -2,6 +2,7 @@
 #include "rl/eval_rl.h"
 
 #include "core/namm_model.h"
+#include "core/namm_provenance.h"
 #include "core/policy_registry.h"
 #include "core/run_record.h"
 #include "rl/mujoco_env.h"
@@ -313,25 +314,8 @@ void check_dt_dir(const std::string& dir) {
 }
 
 bool namm_evolved_on_rl(const std::string& provenance_json) {
-  json p;
-  try {
-    p = json::parse(provenance_json);
-  } catch (const json::exception&) {
-    return false;
-  }
-  if (!p.is_object()) return false;
-  auto mentions_rl = [](std::string text) {
-    std::transform(text.begin(), text.end(), text.begin(), ::tolower);
-    return text == "rl" || text.find("hopper") != std::string::npos || text.find("walker") != std::string::npos ||
-           text.find("decision") != std::string::npos || text.find("mujoco") != std::string::npos;
-  };
-  if (p.contains("domain") && p["domain"].is_string() && mentions_rl(p["domain"].get<std::string>())) return true;
-  if (p.contains("tasks") && p["tasks"].is_array()) {
-    for (const auto& task : p["tasks"]) {
-      if (task.is_string() && mentions_rl(task.get<std::string>())) return true;
-    }
-  }
-  return false;
+  static const DomainVocabulary rl{{"hopper", "walker", "decision", "mujoco"}, {"rl"}};
+  return provenance_names_domain(provenance_json, rl);
 }
 
 std::string eval_rl_markdown(const std::vector<EvalRlEnvResult>& results, const EvalRlOptions& options,

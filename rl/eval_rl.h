@@ -46,7 +46,7 @@ struct EvalRlOptions {
   int64_t window = 20;           ///< K of the window row; 0 leaves the row out.
   int64_t delay = 0;             ///< tokens between updates; 0 = the NAMM's config.delay, or 64 without one.
   Budget fallback_budget{0, 0.5};  ///< the baselines' budget when no NAMM is given.
-  std::vector<std::string> baselines = {"h2o", "l2", "streaming", "recency"};
+  std::vector<std::string> baselines = {"h2o", "l2", "streaming", "recency", "snapkv", "pyramidkv", "adakv", "keydiff"};
   double target_return = 0.0;    ///< 0 = the checkpoint's sidecar, else the env default.
   int64_t sinks = 4;             ///< StreamingLLM sink tokens.
   double h2o_recent_share = 0.5;  ///< H2O's share of the budget for recent tokens.

@@ -2,6 +2,8 @@
 
 #include "text/tokenizer.h"
 
+#include "core/seed_mix.h"
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -19,17 +21,6 @@ namespace {
 // ---------------------------------------------------------------------------
 // randomness: std::mt19937_64's output sequence is fixed by the standard; the
 // draws below are written out so no implementation-defined distribution is used.
-
-// splitmix64's finaliser; every step (xor-shift, odd multiply) is invertible,
-// so distinct inputs give distinct seeds.
-uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
 
 class Rng {
  public:
@@ -721,7 +712,7 @@ uint64_t example_seed(const std::string& task, Split split, int64_t index, int64
   // three splits can never share a seed
   const uint64_t packed = (static_cast<uint64_t>(split) << 62) | (id << 56) |
                           (static_cast<uint64_t>(context_tokens) << 36) | static_cast<uint64_t>(index);
-  return mix64(packed);
+  return splitmix64_finalize(packed);
 }
 
 TaskExample make_example(const std::string& task, Split split, int64_t index, int64_t context_tokens) {
@@ -986,7 +977,7 @@ std::vector<FollowUp> follow_up_questions(const TaskExample& ex, int64_t max_que
   // which hold 3 records, 42% of first questions right against a
   // teacher-forced 62% over all questions).
   // A stream of its own, so the example's draws stay as they are.
-  Rng rng(mix64(ex.seed ^ 0x5851f42d4c957f2dull));
+  Rng rng(splitmix64_finalize(ex.seed ^ 0x5851f42d4c957f2dull));
   const int64_t n = std::min<int64_t>(max_questions, static_cast<int64_t>(all.size()));
   std::vector<FollowUp> drawn;
   drawn.reserve(static_cast<size_t>(n));

@@ -4,6 +4,7 @@
 #include "adapters/memory_controller.h"
 #include "core/atomic_file.h"
 #include "core/namm_model.h"
+#include "core/namm_provenance.h"
 #include "text/text_eval.h"
 #include "text/tokenizer.h"
 #include "vision/llava_checkpoint.h"
@@ -137,30 +138,8 @@ std::vector<int64_t> encode_question(const std::string& question) {
 }
 
 bool namm_tuned_on_video(const std::string& provenance_json) {
-  json p;
-  try {
-    p = json::parse(provenance_json);
-  } catch (const json::exception&) {
-    return false;
-  }
-  if (!p.is_object()) return false;
-  const std::vector<std::string>& kinds = scene_kinds();
-  auto mentions_video = [&](const std::string& raw) {
-    const std::string text = lower(raw);
-    if (std::find(kinds.begin(), kinds.end(), text) != kinds.end()) return true;
-    for (const char* word : {"video", "vision", "visual", "clip", "scene", "frame", "llava"}) {
-      if (text.find(word) != std::string::npos) return true;
-    }
-    return false;
-  };
-  if (p.contains("domain") && p["domain"].is_string() && mentions_video(p["domain"].get<std::string>())) return true;
-  for (const char* key : {"tasks", "domains"}) {
-    if (!p.contains(key) || !p[key].is_array()) continue;
-    for (const auto& task : p[key]) {
-      if (task.is_string() && mentions_video(task.get<std::string>())) return true;
-    }
-  }
-  return false;
+  DomainVocabulary video{{"video", "vision", "visual", "clip", "scene", "frame", "llava"}, scene_kinds()};
+  return provenance_names_domain(provenance_json, video);
 }
 
 VideoModel load_video_model(const std::string& dir) {

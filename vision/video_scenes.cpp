@@ -10,6 +10,8 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "core/seed_mix.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -22,17 +24,6 @@ namespace {
 // ---------------------------------------------------------------------------
 // randomness: std::mt19937_64's output is fixed by the standard; the bounded
 // draw is written out because the standard distributions are not.
-
-// splitmix64's finaliser: xor-shifts and odd multiplies, each invertible,
-// so distinct packed keys give distinct seeds.
-uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
 
 class SceneRng {
  public:
@@ -480,7 +471,7 @@ uint64_t scene_seed(const std::string& kind, Split split, int64_t index) {
     throw std::invalid_argument("scene index must be in [0, 2^56), got " + std::to_string(index));
   const uint64_t packed = (static_cast<uint64_t>(split) << 62) | (static_cast<uint64_t>(id) << 56) |
                           static_cast<uint64_t>(index);
-  return mix64(packed);
+  return splitmix64_finalize(packed);
 }
 
 int64_t scene_frame_count(const SceneOptions& options) {

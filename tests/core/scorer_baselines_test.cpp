@@ -94,6 +94,16 @@ TEST(PyramidKv, TheFirstLayerKeepsMoreThanTheLast) {
   EXPECT_LT(kept(2), 6);
 }
 
+TEST(PyramidKv, AnUpperLayerHoldingFewerTokensStillGetsTheSmallBudget) {
+  PyramidKvPolicy policy(Budget{200, 0.0}, WindowOptions{1, 1}, 4.0);
+  // b = 199: layer 0 may keep round(348.25) + 1, layer 1 round(49.75) + 1, whatever each holds
+  LayerObservation lower = layer_with({head_with(1000, at::rand({1, 1000}))}, 1, 0, 2);
+  LayerObservation upper = layer_with({head_with(100, at::rand({1, 100}))}, 1, 1, 2);
+  upper.tokens_seen = 1000;
+  EXPECT_EQ(policy.update(lower).heads[0].keep.size(0), 349);
+  EXPECT_EQ(policy.update(upper).heads[0].keep.size(0), 51);
+}
+
 TEST(AdaKv, HeadBudgetsFollowTheScoresOverTheLayerWithAFloorPerHead) {
   // two heads of 6 tokens, budget 3 each (6 in all), window 1, floor round(0.34 * 3) = 1
   const std::vector<at::Tensor> scores = {floats({9, 8, 7, 6, 0, 0}), floats({0.1f, 0, 0, 0, 0, 0})};

@@ -73,7 +73,8 @@ TEST(EvalRl, RowsComeInTheDocumentedOrderOverEverySeedAndEpisode) {
   const EvalRlEnvResult& r = evaluated(1);
   std::vector<std::string> names;
   for (const EvalRlRow& row : r.rows) names.push_back(row.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"window-20", "full", "namm", "h2o", "l2", "streaming", "recency"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"window-20", "full", "namm", "h2o", "l2", "streaming", "recency", "snapkv",
+                                             "pyramidkv", "adakv", "keydiff"}));
   for (const EvalRlRow& row : r.rows) {
     ASSERT_EQ(row.report.episodes.size(), 4u) << row.name;
     ASSERT_EQ(row.seed_mean_scores.size(), 2u) << row.name;
