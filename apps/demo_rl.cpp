@@ -30,11 +30,13 @@ bool demo_rl(const std::string& model_dir, const std::string& env_name, const st
                                    : (namm_path + " missing: full cache and window only").c_str());
 
   struct Setting {
-    const char* label;
+    std::string label;
     const char* policy;
     int64_t window;
   };
-  const Setting settings[] = {{"window 20 (standard DT)", "full", 20},
+  // the standard evaluation re-encodes the last K steps, K as trained
+  const int64_t k = checkpoint.sidecar.context;
+  const Setting settings[] = {{"window " + std::to_string(k) + " (standard DT)", "full", k},
                               {"full cache, whole episode", "full", 0},
                               {"NAMM, whole episode", "namm", 0}};
   // the episode filmed: the NAMM's, or the full cache's when there is no NAMM
@@ -59,7 +61,7 @@ bool demo_rl(const std::string& model_dir, const std::string& env_name, const st
     const EpisodeResult& episode = report.episodes.front();
     std::printf("    %-27s return %7.1f  D4RL score %5.1f  %4lld steps  KV per head %6.1f of %6.1f tokens (%5.1f%%)  "
                 "model %.2f ms/step\n",
-                setting.label, episode.episode_return, episode.normalized_score, static_cast<long long>(episode.steps),
+                setting.label.c_str(), episode.episode_return, episode.normalized_score, static_cast<long long>(episode.steps),
                 report.mean_cached_tokens(), report.mean_full_tokens(), 100.0 * report.retained_fraction(),
                 report.model_ms_per_step());
     if (film) filmed_report = report;
