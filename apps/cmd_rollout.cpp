@@ -43,7 +43,7 @@ int run_rollout(const std::vector<std::string>& args) {
   options.add_options()
       ("env", po::value(&env_name)->required(), "hopper | walker2d")
       ("model", po::value(&model_dir), "Decision Transformer directory (config.json, model.safetensors, dt_sidecar.json); default: the shipped models/dt-ENV")
-      ("memory", po::value(&memory)->default_value(memory), "memory policy: full, namm, h2o, l2, streaming, tova, recency, random")
+      ("memory", po::value(&memory)->default_value(memory), ("memory policy: " + policy_choices()).c_str())
       ("budget", po::value(&budget_text)->default_value(budget_text), "KV budget per head for the baselines: tokens (\"60\") or a share of the tokens so far (\"25%\")")
       ("namm", po::value(&namm_path), "NAMM checkpoint (.safetensors) for --memory namm; default with --memory namm: the shipped models/namm.safetensors")
       ("allow-rl-namm", "accept a NAMM whose record says it was evolved on RL (results are then not zero-shot)")
@@ -53,8 +53,6 @@ int run_rollout(const std::vector<std::string>& args) {
       ("seed", po::value(&seed)->default_value(seed), "episode e resets the env with seed + e")
       ("target-return", po::value(&o.target_return)->default_value(o.target_return), "conditioning return (0: the model's sidecar, else hopper 3600 / walker2d 5000)")
       ("max-steps", po::value(&o.max_steps)->default_value(o.max_steps), "per-episode step limit (0: the env's 1000)")
-      ("sinks", po::value(&o.policy.sinks)->default_value(o.policy.sinks), "StreamingLLM sink tokens")
-      ("h2o-recent-share", po::value(&o.policy.h2o_recent_share)->default_value(o.policy.h2o_recent_share), "H2O share of the budget kept for recent tokens")
       ("json", po::value(&json_path), "write the summary and per-episode results as JSON")
       ("kinds-json", po::value(&kinds_path), "write per-step kept tokens by kind (return/state/action) per layer as JSON")
       ("render", po::value(&render_path), "write a video of the first episode (H.264 mp4, 2D side view, 30 fps, one frame every 2 env steps = half speed, with a HUD: step, return so far, KV kept)")
@@ -62,6 +60,7 @@ int run_rollout(const std::vector<std::string>& args) {
       ("kinds-plot", po::value(&kinds_plot_path), "write a PNG of the share of return / state / action tokens kept over the first episode, one panel per layer (cached mode)")
       ("threads", po::value(&threads)->default_value(threads), "torch threads");
   // clang-format on
+  add_policy_tuning_options(options, o.policy);
   po::variables_map vm;
   if (!parse_options("rollout", "--env hopper|walker2d --model DIR [--memory POLICY] [--budget B] [--episodes N] ...",
                      options, args, vm)) {
@@ -75,12 +74,8 @@ int run_rollout(const std::vector<std::string>& args) {
   if (seed < 0) throw UsageError("--seed must be >= 0, got " + std::to_string(seed));
   if (delay < 0) throw UsageError("--delay must be >= 0, got " + std::to_string(delay));
   if (threads < 1) throw UsageError("--threads must be >= 1, got " + std::to_string(threads));
-  const std::vector<std::string>& names = policy_names();
-  if (std::find(names.begin(), names.end(), memory) == names.end()) {
-    std::string joined;
-    for (const std::string& n : names) joined += (joined.empty() ? "" : ", ") + n;
-    throw UsageError("--memory: unknown policy '" + memory + "' (choose from: " + joined + ")");
-  }
+  check_policy_name(memory);
+  check_policy_tuning(o.policy);
   o.policy.name = memory;
   try {
     o.policy.budget = Budget::parse(budget_text);

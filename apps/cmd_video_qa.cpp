@@ -32,13 +32,14 @@ int run_video_qa(const std::vector<std::string>& args) {
   int64_t frames = 16, delay = kVideoDefaultDelay, seed = 0, max_answer_tokens = 4;
   int threads = 2;
   double drop_threshold = 0.10;
+  PolicySpec tuning;  // the baselines' knobs, copied into the run's policy
   po::options_description options("options");
   // clang-format off
   options.add_options()
       ("clip", po::value(&clip_path)->required(), "video file (any container/codec FFmpeg decodes)")
       ("question", po::value(&question)->required(), "the question, in words of the model's vocabulary (e.g. \"which star arrived ?\")")
       ("model", po::value(&model_dir)->default_value(model_dir), "video model directory (config.json, model.safetensors): the shipped one, or one from train-video")
-      ("memory", po::value(&memory)->default_value(memory), "memory policy: namm, full, h2o, l2, streaming, tova, recency, random")
+      ("memory", po::value(&memory)->default_value(memory), ("memory policy: " + policy_choices()).c_str())
       ("budget", po::value(&budget_text)->default_value(budget_text), "KV budget per head for the baselines: tokens (\"64\") or a share of the tokens so far (\"25%\")")
       ("namm", po::value(&namm_path)->default_value(namm_path), "NAMM checkpoint for --memory namm")
       ("allow-same-domain", "accept a NAMM whose record says it was evolved on video (results are then not zero-shot)")
@@ -50,6 +51,7 @@ int run_video_qa(const std::vector<std::string>& args) {
       ("drop-threshold", po::value(&drop_threshold)->default_value(drop_threshold), "--viz marks a frame dropped below this kept share")
       ("threads", po::value(&threads)->default_value(threads), "torch threads");
   // clang-format on
+  add_policy_tuning_options(options, tuning);
   po::variables_map vm;
   if (!parse_options("video-qa", "--clip FILE --question TEXT --model DIR [--memory POLICY] [--budget B] [--viz out.png] ...",
                      options, args, vm)) {
@@ -58,12 +60,8 @@ int run_video_qa(const std::vector<std::string>& args) {
   const auto output_locks = claim_outputs({{"--viz", viz_path}});
 
   // everything a user can get wrong is checked before any work
-  const std::vector<std::string>& names = policy_names();
-  if (std::find(names.begin(), names.end(), memory) == names.end()) {
-    std::string joined;
-    for (const std::string& n : names) joined += (joined.empty() ? "" : ", ") + n;
-    throw UsageError("--memory: unknown policy '" + memory + "' (choose from: " + joined + ")");
-  }
+  check_policy_name(memory);
+  check_policy_tuning(tuning);
   if (frames < 1 || frames > 256) throw UsageError("--frames must be in [1, 256], got " + std::to_string(frames));
   if (delay < 1) throw UsageError("--delay must be >= 1, got " + std::to_string(delay));
   if (max_answer_tokens < 1) throw UsageError("--max-answer-tokens must be >= 1, got " + std::to_string(max_answer_tokens));
@@ -73,6 +71,7 @@ int run_video_qa(const std::vector<std::string>& args) {
     throw UsageError("--drop-threshold must be in [0, 1], got " + std::to_string(drop_threshold));
   }
   VideoQaOptions qa;
+  qa.policy = tuning;
   qa.policy.name = memory;
   qa.policy.seed = static_cast<uint64_t>(seed);
   qa.delay = delay;

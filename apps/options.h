@@ -4,9 +4,12 @@
 #pragma once
 
 #include "apps/command.h"
+#include "core/policy_registry.h"
 #include "core/run_lock.h"
 
 #include <boost/program_options.hpp>
+
+#include <algorithm>
 
 #include <cmath>
 #include <cstdint>
@@ -127,6 +130,50 @@ inline std::string command_line(const std::string& command, const std::vector<st
     out += a.find_first_of(" \t\"'") == std::string::npos ? a : "'" + a + "'";
   }
   return out;
+}
+
+/// The policy names as a user reads them: "full, namm, h2o, ..." (from the registry).
+inline std::string policy_choices() {
+  std::string joined;
+  for (const std::string& name : policy_names()) joined += (joined.empty() ? "" : ", ") + name;
+  return joined;
+}
+
+/// --memory names a policy of the registry, else a UsageError listing them.
+inline void check_policy_name(const std::string& memory) {
+  const std::vector<std::string>& names = policy_names();
+  if (std::find(names.begin(), names.end(), memory) == names.end()) {
+    throw UsageError("--memory: unknown policy '" + memory + "' (choose from: " + policy_choices() + ")");
+  }
+}
+
+/// The baselines' knobs every command that runs one policy offers, into spec.
+inline void add_policy_tuning_options(po::options_description& options, PolicySpec& spec) {
+  // clang-format off
+  options.add_options()
+      ("sinks", po::value(&spec.sinks)->default_value(spec.sinks), "StreamingLLM sink tokens")
+      ("h2o-recent-share", po::value(&spec.h2o_recent_share)->default_value(spec.h2o_recent_share), "H2O share of the budget kept for recent tokens")
+      ("obs-window", po::value(&spec.window.window)->default_value(spec.window.window), "SnapKV, PyramidKV, AdaKV: the last queries whose attention scores the tokens (kept themselves)")
+      ("pool-kernel", po::value(&spec.window.kernel)->default_value(spec.window.kernel), "SnapKV, PyramidKV, AdaKV: average-pooling width over neighbouring tokens (odd; 1 = none)")
+      ("pyramid-beta", po::value(&spec.pyramid_beta)->default_value(spec.pyramid_beta), "PyramidKV: largest over smallest layer budget beyond the window (>= 1)")
+      ("adakv-floor", po::value(&spec.adakv_floor_share)->default_value(spec.adakv_floor_share), "AdaKV: share of the budget every head keeps whatever the ranking");
+  // clang-format on
+}
+
+/// Refuses tuning values no policy accepts, naming the option.
+inline void check_policy_tuning(const PolicySpec& spec) {
+  if (spec.sinks < 0) throw UsageError("--sinks must be >= 0, got " + std::to_string(spec.sinks));
+  if (!(spec.h2o_recent_share >= 0 && spec.h2o_recent_share <= 1)) {
+    throw UsageError("--h2o-recent-share must be in [0, 1], got " + std::to_string(spec.h2o_recent_share));
+  }
+  if (spec.window.window < 1) throw UsageError("--obs-window must be >= 1, got " + std::to_string(spec.window.window));
+  if (spec.window.kernel < 1 || spec.window.kernel % 2 == 0) {
+    throw UsageError("--pool-kernel must be odd and >= 1, got " + std::to_string(spec.window.kernel));
+  }
+  if (!(spec.pyramid_beta >= 1)) throw UsageError("--pyramid-beta must be >= 1, got " + std::to_string(spec.pyramid_beta));
+  if (!(spec.adakv_floor_share >= 0 && spec.adakv_floor_share <= 1)) {
+    throw UsageError("--adakv-floor must be in [0, 1], got " + std::to_string(spec.adakv_floor_share));
+  }
 }
 
 }  // namespace namm::app

@@ -200,6 +200,19 @@ TEST_F(BadInput, NonFiniteAndNegativeOptionValuesAreRefused) {
   EXPECT_NE(stop.output.find("--stop-after"), std::string::npos) << stop.output;
 }
 
+TEST_F(BadInput, PolicyKnobsNoPolicyAcceptsAreRefusedNamingTheOption) {
+  for (const char* args : {"rollout --env hopper --memory snapkv --pool-kernel 4 --episodes 1",
+                           "rollout --env hopper --memory adakv --adakv-floor 1.5 --episodes 1",
+                           "video-qa --clip x.mp4 --question \"what ?\" --memory pyramidkv --pyramid-beta 0.5"}) {
+    const RunResult r = run_namm(args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    const std::string option = std::string(args).find("pool-kernel") != std::string::npos ? "--pool-kernel"
+                               : std::string(args).find("adakv-floor") != std::string::npos ? "--adakv-floor"
+                                                                                          : "--pyramid-beta";
+    EXPECT_NE(r.output.find(option), std::string::npos) << r.output;
+  }
+}
+
 TEST_F(BadInput, MessagesNeverCarryTerminalEscapes) {
   // an npy whose header holds an escape sequence
   std::string header = "{'descr': '\x1b[31m<f4', 'fortran_order': False, 'shape': (1,), }";
