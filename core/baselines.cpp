@@ -1,5 +1,6 @@
 // The baselines: full cache, recency, StreamingLLM, H2O, L2 key norm, TOVA and
-// random, each a plain rule over one head's cached tokens at a budget.
+// random, each a plain rule over one head's cached tokens at a budget (the
+// scorers among them leave the choice to core/scorer_policy.h).
 #include "core/baselines.h"
 
 #include "core/scorer_policy.h"
@@ -16,30 +17,6 @@
 
 namespace namm {
 namespace {
-
-// a float32 CPU copy of scores [T] as a vector; NaN ranks lowest.
-std::vector<float> to_vector(const at::Tensor& scores) {
-  at::Tensor s = scores.to(at::kCPU, at::kFloat).contiguous();
-  std::vector<float> out(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());
-  for (float& v : out) {
-    if (std::isnan(v)) v = -std::numeric_limits<float>::infinity();
-  }
-  return out;
-}
-
-// indices of the k highest scores among [0, end), ties toward newer (higher
-// index), unsorted.
-std::vector<int64_t> top_k(const std::vector<float>& scores, int64_t k, int64_t end) {
-  std::vector<int64_t> order(static_cast<size_t>(end));
-  std::iota(order.begin(), order.end(), 0);
-  k = std::max<int64_t>(0, std::min(k, end));
-  const auto better = [&](int64_t a, int64_t b) {
-    return scores[a] > scores[b] || (scores[a] == scores[b] && a > b);
-  };
-  std::nth_element(order.begin(), order.begin() + k, order.end(), better);
-  order.resize(static_cast<size_t>(k));
-  return order;
-}
 
 // keep [K] int64 ascending on the device of like.
 at::Tensor to_keep(std::vector<int64_t> indices, const at::Tensor& like) {
@@ -67,17 +44,14 @@ LayerDecision FullCachePolicy::update(const LayerObservation& observation) {
   return decision;
 }
 
-LayerDecision RecencyPolicy::update(const LayerObservation& observation) {
-  const int64_t budget = resolve_layer_budget("recency", budget_, observation);
-  LayerDecision decision;
+std::vector<at::Tensor> RecencyPolicy::score_layer(const LayerObservation& observation) {
+  // positions ascend, so the B best-scored are the B most recent tokens
+  std::vector<at::Tensor> scores;
   for (size_t h = 0; h < observation.heads.size(); ++h) {
-    const at::Tensor& positions = observation.heads[h].positions;
-    const int64_t t = check_head_observation("recency", observation, h, false, false);
-    // positions ascend, so the last B indices are the B most recent tokens.
-    decision.heads.push_back(
-        {keep_range(std::max<int64_t>(0, t - budget), t, positions), positions.to(at::kFloat)});
+    check_head_observation("recency", observation, h, false, false);
+    scores.push_back(observation.heads[h].positions.to(at::kFloat));
   }
-  return decision;
+  return scores;
 }
 
 StreamingLlmPolicy::StreamingLlmPolicy(Budget budget, int64_t sinks) : budget_(budget), sinks_(sinks) {
@@ -114,7 +88,7 @@ LayerDecision StreamingLlmPolicy::update(const LayerObservation& observation) {
   return decision;
 }
 
-H2oPolicy::H2oPolicy(Budget budget, double recent_share) : budget_(budget), recent_share_(recent_share) {
+H2oPolicy::H2oPolicy(Budget budget, double recent_share) : ScorerPolicy(budget), recent_share_(recent_share) {
   if (!(recent_share >= 0.0 && recent_share <= 1.0)) {
     throw std::invalid_argument("h2o: recent_share must be in [0, 1], got " +
                                 std::to_string(recent_share));
@@ -129,68 +103,56 @@ at::Tensor H2oPolicy::accumulated(int layer, int head) const {
   return found->second[static_cast<size_t>(head)];
 }
 
-LayerDecision H2oPolicy::update(const LayerObservation& observation) {
-  const int64_t budget = resolve_layer_budget("h2o", budget_, observation);
-  std::vector<at::Tensor>& sums = accumulated_[observation.layer];
-  if (sums.empty()) sums.resize(observation.heads.size());
-  TORCH_CHECK(sums.size() == observation.heads.size(), "h2o: layer ", observation.layer, " has ",
+std::vector<at::Tensor> H2oPolicy::score_layer(const LayerObservation& observation) {
+  const std::vector<at::Tensor>& sums = accumulated_[observation.layer];
+  TORCH_CHECK(sums.empty() || sums.size() == observation.heads.size(), "h2o: layer ", observation.layer, " has ",
               observation.heads.size(), " heads but had ", sums.size(), " at the previous update");
-  LayerDecision decision;
+  totals_.clear();
   for (size_t h = 0; h < observation.heads.size(); ++h) {
     const HeadObservation& head = observation.heads[h];
     const int64_t t = check_head_observation("h2o", observation, h, true, false);
     // column sums over the new queries: [Q, T] -> [T].
-    at::Tensor received = head.attention.to(at::kFloat).sum(0);
-    at::Tensor total;
-    if (!sums[h].defined()) {
-      total = received;  // first update: every cached token is new.
-    } else {
-      const int64_t old = sums[h].size(0);
-      TORCH_CHECK(old + observation.num_new_tokens == t, "h2o: layer ", observation.layer, " head ", h,
-                  " kept ", old, " tokens last update plus num_new_tokens ", observation.num_new_tokens,
-                  " != ", t, " cached tokens now");
-      // new tokens start from zero; old ones add what the new queries gave them.
-      total = at::cat({sums[h], at::zeros({observation.num_new_tokens}, received.options())}) + received;
+    const at::Tensor received = head.attention.to(at::kFloat).sum(0);
+    if (sums.empty() || !sums[h].defined()) {
+      totals_.push_back(received);  // first update: every cached token is new.
+      continue;
     }
-    std::vector<int64_t> keep;
-    if (t <= budget) {
-      append_range(keep, 0, t);
-    } else {
-      // the recent window holds at least the newest token.
-      const int64_t recent = std::max<int64_t>(
-          1, std::min<int64_t>(budget, std::llround(recent_share_ * static_cast<double>(budget))));
-      keep = top_k(to_vector(total), budget - recent, t - recent);
-      append_range(keep, t - recent, t);
-    }
-    at::Tensor kept = to_keep(keep, head.positions);
-    sums[h] = total.index_select(0, kept.to(total.device()));  // [K], aligned with the kept cache
-    decision.heads.push_back({kept, total});
+    const int64_t old = sums[h].size(0);
+    TORCH_CHECK(old + observation.num_new_tokens == t, "h2o: layer ", observation.layer, " head ", h, " kept ", old,
+                " tokens last update plus num_new_tokens ", observation.num_new_tokens, " != ", t,
+                " cached tokens now");
+    // new tokens start from zero; old ones add what the new queries gave them.
+    totals_.push_back(at::cat({sums[h], at::zeros({observation.num_new_tokens}, received.options())}) + received);
   }
-  return decision;
+  return totals_;
 }
 
-LayerDecision L2NormPolicy::update(const LayerObservation& observation) {
-  const int64_t budget = resolve_layer_budget("l2", budget_, observation);
-  LayerDecision decision;
+int64_t H2oPolicy::protected_recent(const LayerObservation& observation) const {
+  // the recent window holds at least the newest token.
+  const int64_t budget = resolve_layer_budget("h2o", this->budget(), observation);
+  return std::max<int64_t>(1, std::min<int64_t>(budget, std::llround(recent_share_ * static_cast<double>(budget))));
+}
+
+void H2oPolicy::kept(const LayerObservation& observation, const std::vector<at::Tensor>& keep) {
+  std::vector<at::Tensor>& sums = accumulated_[observation.layer];
+  sums.resize(keep.size());
+  for (size_t h = 0; h < keep.size(); ++h) {
+    sums[h] = totals_[h].index_select(0, keep[h].to(totals_[h].device()));  // [K], aligned with the kept cache
+  }
+  totals_.clear();
+}
+
+std::vector<at::Tensor> L2NormPolicy::score_layer(const LayerObservation& observation) {
+  std::vector<at::Tensor> scores;
   for (size_t h = 0; h < observation.heads.size(); ++h) {
-    const HeadObservation& head = observation.heads[h];
-    const int64_t t = check_head_observation("l2", observation, h, false, true);
+    check_head_observation("l2", observation, h, false, true);
     // [T, D] -> [T]; low key norms are the tokens attention tends to need.
-    at::Tensor scores = -at::norm(head.keys.to(at::kFloat), 2, {1});
-    std::vector<int64_t> keep;
-    if (t <= budget) {
-      append_range(keep, 0, t);
-    } else {
-      keep = top_k(to_vector(scores), budget - 1, t - 1);
-      keep.push_back(t - 1);  // the newest token always stays.
-    }
-    decision.heads.push_back({to_keep(keep, head.positions), scores});
+    scores.push_back(-at::norm(observation.heads[h].keys.to(at::kFloat), 2, {1}));
   }
-  return decision;
+  return scores;
 }
 
-LayerDecision TovaPolicy::update(const LayerObservation& observation) {
-  const int64_t budget = resolve_layer_budget("tova", budget_, observation);
+std::vector<at::Tensor> TovaPolicy::score_layer(const LayerObservation& observation) {
   const size_t num_heads = observation.heads.size();
   std::vector<at::Tensor> rows;  // per head [T]: the last query's attention
   for (size_t h = 0; h < num_heads; ++h) {
@@ -206,23 +168,13 @@ LayerDecision TovaPolicy::update(const LayerObservation& observation) {
     shared = at::equal(observation.heads[h].positions, observation.heads[0].positions);
   }
   if (shared) {
-    at::Tensor mean = at::stack(rows).mean(0);  // [H, T] -> [T]
+    const at::Tensor mean = at::stack(rows).mean(0);  // [H, T] -> [T]
     for (at::Tensor& row : rows) row = mean;
   }
-  LayerDecision decision;
-  for (size_t h = 0; h < num_heads; ++h) {
-    const int64_t t = rows[h].size(0);
-    const at::Tensor& positions = observation.heads[h].positions;
-    if (t <= budget) {
-      decision.heads.push_back({keep_range(0, t, positions), rows[h]});
-    } else if (shared && h > 0) {
-      decision.heads.push_back({decision.heads[0].keep, rows[h]});
-    } else {
-      decision.heads.push_back({to_keep(top_k(to_vector(rows[h]), budget, t), positions), rows[h]});
-    }
-  }
-  return decision;
+  return rows;
 }
+
+int64_t TovaPolicy::protected_recent(const LayerObservation&) const { return 0; }
 
 LayerDecision RandomPolicy::update(const LayerObservation& observation) {
   const int64_t budget = resolve_layer_budget("random", budget_, observation);

@@ -4,10 +4,13 @@
 // Every budgeted policy resolves its budget against observation.tokens_seen
 // to B tokens per head; a head holding T <= B tokens keeps them all, one
 // holding more keeps exactly B. Decisions carry the policy's score per token
-// where one exists (see each class), else an undefined tensor.
+// where one exists (see each class), else an undefined tensor. Recency, H2O,
+// L2 and TOVA are scorers (core/scorer_policy.h: one shared selection, ties
+// to the newer token); StreamingLLM and random are rules of their own.
 #pragma once
 
 #include "core/memory_policy.h"
+#include "core/scorer_policy.h"
 
 #include <cstdint>
 #include <map>
@@ -26,15 +29,15 @@ class FullCachePolicy : public MemoryPolicy {
 };
 
 /// Keeps the last B cached tokens of each head; scores: [T] the positions.
-class RecencyPolicy : public MemoryPolicy {
+class RecencyPolicy : public ScorerPolicy {
  public:
-  explicit RecencyPolicy(Budget budget) : budget_(budget) {}
+  explicit RecencyPolicy(Budget budget) : ScorerPolicy(budget) {}
   std::string name() const override { return "recency"; }
   PolicyNeeds needs() const override { return {}; }
-  LayerDecision update(const LayerObservation& observation) override;
   void reset() override {}
- private:
-  Budget budget_;
+
+ protected:
+  std::vector<at::Tensor> score_layer(const LayerObservation& observation) override;
 };
 
 /// StreamingLLM: the first `sinks` tokens of the sequence (positions < sinks,
@@ -57,51 +60,56 @@ class StreamingLlmPolicy : public MemoryPolicy {
 /// H2O: heavy hitters by attention accumulated (plain sum) over every query so
 /// far, plus a window of the round(recent_share * B) most recent tokens (at
 /// least 1, so the newest token stays). scores: [T] the accumulated attention.
-class H2oPolicy : public MemoryPolicy {
+class H2oPolicy : public ScorerPolicy {
  public:
   /// Throws std::invalid_argument unless 0 <= recent_share <= 1.
   H2oPolicy(Budget budget, double recent_share = 0.5);
   std::string name() const override { return "h2o"; }
   PolicyNeeds needs() const override { return {true, false}; }
-  LayerDecision update(const LayerObservation& observation) override;
   void reset() override { accumulated_.clear(); }
 
   /// The running sums of one head after the last update: [T_kept] float32,
   /// aligned with the tokens that head kept; undefined before any update.
   at::Tensor accumulated(int layer, int head) const;
 
+ protected:
+  std::vector<at::Tensor> score_layer(const LayerObservation& observation) override;
+  int64_t protected_recent(const LayerObservation& observation) const override;
+  void kept(const LayerObservation& observation, const std::vector<at::Tensor>& keep) override;
+
  private:
-  Budget budget_;
   double recent_share_;
   std::map<int, std::vector<at::Tensor>> accumulated_;  // layer -> head -> [T] aligned with the cache
+  std::vector<at::Tensor> totals_;                      // this update's sums per head, until kept()
 };
 
 /// L2 key norm: keeps the B - 1 keys with the LOWEST L2 norm plus the newest
 /// token. scores: [T] minus the key norms.
-class L2NormPolicy : public MemoryPolicy {
+class L2NormPolicy : public ScorerPolicy {
  public:
-  explicit L2NormPolicy(Budget budget) : budget_(budget) {}
+  explicit L2NormPolicy(Budget budget) : ScorerPolicy(budget) {}
   std::string name() const override { return "l2"; }
   PolicyNeeds needs() const override { return {false, true}; }
-  LayerDecision update(const LayerObservation& observation) override;
   void reset() override {}
- private:
-  Budget budget_;
+
+ protected:
+  std::vector<at::Tensor> score_layer(const LayerObservation& observation) override;
 };
 
-/// TOVA: keeps the B tokens the LAST query attends to most. When every head
-/// of the layer holds the same positions, the rows are averaged over heads
-/// and every head keeps the same tokens; else each head ranks its own row.
-/// scores: [T] the (averaged) last attention row.
-class TovaPolicy : public MemoryPolicy {
+/// TOVA: keeps the B tokens the LAST query attends to most (no token is
+/// protected). When every head of the layer holds the same positions, the
+/// rows are averaged over heads, so every head keeps the same tokens; else
+/// each head ranks its own row. scores: [T] the (averaged) last attention row.
+class TovaPolicy : public ScorerPolicy {
  public:
-  explicit TovaPolicy(Budget budget) : budget_(budget) {}
+  explicit TovaPolicy(Budget budget) : ScorerPolicy(budget) {}
   std::string name() const override { return "tova"; }
   PolicyNeeds needs() const override { return {true, false}; }
-  LayerDecision update(const LayerObservation& observation) override;
   void reset() override {}
- private:
-  Budget budget_;
+
+ protected:
+  std::vector<at::Tensor> score_layer(const LayerObservation& observation) override;
+  int64_t protected_recent(const LayerObservation& observation) const override;
 };
 
 /// A uniformly random B-subset per head that always includes the newest

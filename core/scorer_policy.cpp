@@ -63,10 +63,11 @@ at::Tensor keep_by_score(const at::Tensor& scores, int64_t budget, int64_t prote
 }
 
 LayerDecision ScorerPolicy::update(const LayerObservation& observation) {
+  const int64_t budget = resolve_layer_budget(name().c_str(), budget_, observation);
   const std::vector<at::Tensor> scores = score_layer(observation);  // [H] x [T_h]
   TORCH_CHECK(scores.size() == observation.heads.size(), name(), ": ", scores.size(), " score rows for ",
               observation.heads.size(), " heads");
-  const std::vector<int64_t> budgets = head_budgets(observation, scores, resolve_layer_budget(name().c_str(), budget_, observation));
+  const std::vector<int64_t> budgets = head_budgets(observation, scores, budget);
   TORCH_CHECK(budgets.size() == scores.size(), name(), ": ", budgets.size(), " head budgets for ", scores.size(), " heads");
   const int64_t recent = protected_recent(observation);
   LayerDecision decision;
