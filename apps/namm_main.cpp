@@ -34,6 +34,7 @@ const std::vector<Command>& commands() {
       {"train-video", "train the video host on the synthetic video QA scenes", namm::app::run_train_video},
       {"video-qa", "answer a question about a video file under a memory policy", namm::app::run_video_qa},
       {"eval-video", "compare memory policies on the video QA scenes", namm::app::run_eval_video},
+      {"tokenize", "text -> token ids (JSON) with a Hugging Face tokenizer.json, or --decode", namm::app::run_tokenize},
   };
   return table;
 }
