@@ -24,15 +24,41 @@ void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument("LlamaConfig: " + message);
 }
 
-torch::nn::Linear make_linear(int64_t in, int64_t out) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias = false) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+}
+
+// x [..., in] through a projection, with its bias when it has one: [..., out]
+at::Tensor project(const torch::nn::Linear& linear, const at::Tensor& x) {
+  return linear->bias.defined() ? at::linear(x, linear->weight, linear->bias) : at::linear(x, linear->weight);
 }
 
 // the Hugging Face inverse frequencies, in float32 as it computes them so
-// angles match its checkpoints bit for bit: [Dh/2]
-at::Tensor rope_inverse_frequencies(int64_t head_dim, double theta) {
+// angles match its checkpoints bit for bit, with its rope_scaling: [Dh/2]
+at::Tensor rope_inverse_frequencies(int64_t head_dim, double theta, const RopeScaling& scaling) {
   const at::Tensor exponents = at::arange(0, head_dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(head_dim);
-  return 1.0 / at::pow(theta, exponents);
+  at::Tensor inv_freq = 1.0 / at::pow(theta, exponents);
+  switch (scaling.kind) {
+    case RopeScaling::Kind::kNone:
+      return inv_freq;
+    case RopeScaling::Kind::kLinear:
+      return inv_freq / scaling.factor;
+    case RopeScaling::Kind::kLlama3: {
+      // Llama 3.1's rule: long wavelengths are stretched by `factor`, short
+      // ones kept, and the band between blends the two smoothly.
+      const double old_context = static_cast<double>(scaling.original_max_position_embeddings);
+      const double low_freq_wavelen = old_context / scaling.low_freq_factor;
+      const double high_freq_wavelen = old_context / scaling.high_freq_factor;
+      const at::Tensor wavelen = 2.0 * M_PI / inv_freq;
+      at::Tensor scaled = at::where(wavelen > low_freq_wavelen, inv_freq / scaling.factor, inv_freq);
+      const at::Tensor smooth = (old_context / wavelen - scaling.low_freq_factor) /
+                                (scaling.high_freq_factor - scaling.low_freq_factor);
+      const at::Tensor smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled;
+      const at::Tensor medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
+      return at::where(medium, smoothed, scaled);
+    }
+  }
+  return inv_freq;
 }
 
 }  // namespace
@@ -62,6 +88,19 @@ void LlamaConfig::validate() const {
   require(max_position_embeddings >= 1,
           "max_position_embeddings must be >= 1, got " + std::to_string(max_position_embeddings));
   require(initializer_range >= 0, "initializer_range must be >= 0, got " + std::to_string(initializer_range));
+  if (rope_scaling.kind != RopeScaling::Kind::kNone) {
+    require(rope_scaling.factor > 0 && std::isfinite(rope_scaling.factor),
+            "rope_scaling.factor must be > 0, got " + std::to_string(rope_scaling.factor));
+  }
+  if (rope_scaling.kind == RopeScaling::Kind::kLlama3) {
+    require(rope_scaling.low_freq_factor > 0 && rope_scaling.high_freq_factor > rope_scaling.low_freq_factor &&
+                std::isfinite(rope_scaling.high_freq_factor),
+            "rope_scaling needs 0 < low_freq_factor < high_freq_factor, got " + std::to_string(rope_scaling.low_freq_factor) +
+                " and " + std::to_string(rope_scaling.high_freq_factor));
+    require(rope_scaling.original_max_position_embeddings >= 1,
+            "rope_scaling.original_max_position_embeddings must be >= 1, got " +
+                std::to_string(rope_scaling.original_max_position_embeddings));
+  }
 }
 
 std::string LlamaConfig::summary() const {
@@ -69,6 +108,11 @@ std::string LlamaConfig::summary() const {
   out << "vocab " << vocab_size << ", hidden " << hidden_size << ", " << num_hidden_layers << " layers, "
       << num_attention_heads << " heads (" << num_key_value_heads << " KV, Dh " << resolved_head_dim() << "), MLP "
       << intermediate_size << (tie_word_embeddings ? ", tied" : ", untied");
+  if (model_type != "llama") out << ", " << model_type;
+  if (qkv_bias || o_bias) out << (qkv_bias && o_bias ? ", attention biases" : qkv_bias ? ", q/k/v biases" : ", o bias");
+  if (qk_norm) out << ", q/k norm";
+  if (rope_scaling.kind == RopeScaling::Kind::kLinear) out << ", RoPE linear x" << rope_scaling.factor;
+  if (rope_scaling.kind == RopeScaling::Kind::kLlama3) out << ", RoPE llama3 x" << rope_scaling.factor;
   return out.str();
 }
 
@@ -89,10 +133,28 @@ at::Tensor RmsNormImpl::forward(const at::Tensor& x) const {
 LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& config) {
   const int64_t d = config.hidden_size;
   const int64_t dh = config.resolved_head_dim();
-  q_proj = register_module("q_proj", make_linear(d, config.num_attention_heads * dh));
-  k_proj = register_module("k_proj", make_linear(d, config.num_key_value_heads * dh));
-  v_proj = register_module("v_proj", make_linear(d, config.num_key_value_heads * dh));
-  o_proj = register_module("o_proj", make_linear(config.num_attention_heads * dh, d));
+  q_proj = register_module("q_proj", make_linear(d, config.num_attention_heads * dh, config.qkv_bias));
+  k_proj = register_module("k_proj", make_linear(d, config.num_key_value_heads * dh, config.qkv_bias));
+  v_proj = register_module("v_proj", make_linear(d, config.num_key_value_heads * dh, config.qkv_bias));
+  o_proj = register_module("o_proj", make_linear(config.num_attention_heads * dh, d, config.o_bias));
+  if (config.qk_norm) {
+    q_norm = register_module("q_norm", RmsNorm(dh, config.rms_norm_eps));
+    k_norm = register_module("k_norm", RmsNorm(dh, config.rms_norm_eps));
+  }
+}
+
+std::pair<at::Tensor, at::Tensor> LlamaAttentionImpl::queries_keys(const at::Tensor& h, int64_t hq, int64_t hkv,
+                                                                   int64_t dh) const {
+  std::vector<int64_t> q_shape(h.sizes().begin(), h.sizes().end() - 1), k_shape = q_shape;
+  q_shape.insert(q_shape.end(), {hq, dh});
+  k_shape.insert(k_shape.end(), {hkv, dh});
+  at::Tensor q = project(q_proj, h).view(q_shape);  // [..., Hq, Dh]
+  at::Tensor k = project(k_proj, h).view(k_shape);  // [..., Hkv, Dh]
+  if (q_norm) {
+    q = q_norm->forward(q);
+    k = k_norm->forward(k);
+  }
+  return {q, k};
 }
 
 LlamaMlpImpl::LlamaMlpImpl(const LlamaConfig& config) {
@@ -135,7 +197,12 @@ LlamaImpl::LlamaImpl(const LlamaConfig& config) : config_(config) {
   {
     at::NoGradGuard no_grad;
     for (auto& item : named_parameters(/*recurse=*/true)) {
-      if (item.key().find("layernorm") != std::string::npos || item.key() == "norm.weight") continue;
+      const std::string& name = item.key();
+      if (name.find("layernorm") != std::string::npos || name.find("norm.weight") != std::string::npos) continue;
+      if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
+        item.value().zero_();  // Hugging Face starts Linear biases at zero
+        continue;
+      }
       item.value().normal_(0.0, config_.initializer_range);
     }
   }
@@ -143,7 +210,8 @@ LlamaImpl::LlamaImpl(const LlamaConfig& config) : config_(config) {
   // cos/sin tables once per model: per-token calls only index them
   const int64_t table = std::min(config_.max_position_embeddings, kRopeTableLimit);
   const at::Tensor angles =
-      at::outer(at::arange(table, at::kLong).to(at::kFloat), rope_inverse_frequencies(head_dim_, config_.rope_theta));
+      at::outer(at::arange(table, at::kLong).to(at::kFloat),
+                rope_inverse_frequencies(head_dim_, config_.rope_theta, config_.rope_scaling));
   rope_cos_ = register_buffer("rope_cos", angles.cos());  // [P, Dh/2]
   rope_sin_ = register_buffer("rope_sin", angles.sin());  // [P, Dh/2]
 }
@@ -175,7 +243,8 @@ std::pair<at::Tensor, at::Tensor> LlamaImpl::rope(const at::Tensor& positions) c
   if (highest < table) return {rope_cos_.index_select(0, pos_dev), rope_sin_.index_select(0, pos_dev)};  // [n, Dh/2]
   // beyond the table: the same float32 arithmetic, per call
   const at::Tensor angles =
-      at::outer(pos_dev.to(at::kFloat), rope_inverse_frequencies(head_dim_, config_.rope_theta).to(pos_dev.device()));
+      at::outer(pos_dev.to(at::kFloat),
+                rope_inverse_frequencies(head_dim_, config_.rope_theta, config_.rope_scaling).to(pos_dev.device()));
   return {angles.cos().to(rope_cos_.scalar_type()), angles.sin().to(rope_sin_.scalar_type())};
 }
 
@@ -220,9 +289,10 @@ at::Tensor LlamaImpl::forward_hidden(const at::Tensor& embeds) const {
   for (const LlamaDecoderLayer& layer : layers) {
     const LlamaAttentionImpl& attn = *layer->self_attn;
     const at::Tensor h = layer->input_layernorm->forward(x);  // [B, T, D]
-    at::Tensor q = at::linear(h, attn.q_proj->weight).view({batch, t, hq, dh}).transpose(1, 2);   // [B, Hq, T, Dh]
-    at::Tensor k = at::linear(h, attn.k_proj->weight).view({batch, t, hkv, dh}).transpose(1, 2);  // [B, Hkv, T, Dh]
-    at::Tensor v = at::linear(h, attn.v_proj->weight).view({batch, t, hkv, dh}).transpose(1, 2);  // [B, Hkv, T, Dh]
+    auto [q, k] = attn.queries_keys(h, hq, hkv, dh);  // [B, T, Hq, Dh], [B, T, Hkv, Dh]
+    q = q.transpose(1, 2);                             // [B, Hq, T, Dh]
+    k = k.transpose(1, 2);                             // [B, Hkv, T, Dh]
+    at::Tensor v = project(attn.v_proj, h).view({batch, t, hkv, dh}).transpose(1, 2);  // [B, Hkv, T, Dh]
     q = apply_rope(q, cos, sin) * scale;
     k = apply_rope(k, cos, sin);
     // query heads of one group share a KV head: fold them into the query
@@ -248,7 +318,7 @@ at::Tensor LlamaImpl::forward_hidden(const at::Tensor& embeds) const {
                                    .view({batch, hq, t, dh})
                                    .transpose(1, 2)
                                    .reshape({batch, t, hq * dh});  // [B, T, Hq*Dh]
-    x = x + at::linear(context, attn.o_proj->weight);
+    x = x + project(attn.o_proj, context);
     x = x + layer->mlp->forward(layer->post_attention_layernorm->forward(x));
   }
   return norm->forward(x);  // [B, T, D]
@@ -274,9 +344,10 @@ at::Tensor LlamaImpl::feed_layer(int64_t layer_index, const at::Tensor& x, const
   const int64_t dh = head_dim_;
 
   const at::Tensor h = layer.input_layernorm->forward(x);                                  // [n, D]
-  at::Tensor q = at::linear(h, attn.q_proj->weight).view({n, hq, dh}).transpose(0, 1);    // [Hq, n, Dh]
-  at::Tensor k = at::linear(h, attn.k_proj->weight).view({n, hkv, dh}).transpose(0, 1);   // [Hkv, n, Dh]
-  const at::Tensor v = at::linear(h, attn.v_proj->weight).view({n, hkv, dh}).transpose(0, 1);  // [Hkv, n, Dh]
+  auto [q, k] = attn.queries_keys(h, hq, hkv, dh);  // [n, Hq, Dh], [n, Hkv, Dh]
+  q = q.transpose(0, 1);                             // [Hq, n, Dh]
+  k = k.transpose(0, 1);                             // [Hkv, n, Dh]
+  const at::Tensor v = project(attn.v_proj, h).view({n, hkv, dh}).transpose(0, 1);  // [Hkv, n, Dh]
   // keys are cached after RoPE, so a kept token keeps its own position
   q = apply_rope(q, cos, sin);
   k = apply_rope(k, cos, sin);
@@ -284,7 +355,7 @@ at::Tensor LlamaImpl::feed_layer(int64_t layer_index, const at::Tensor& x, const
                                                 recorder)          // [Hq, n, Dh]
                                  .transpose(0, 1)
                                  .reshape({n, hq * dh});            // [n, Hq*Dh]
-  at::Tensor out = x + at::linear(context, attn.o_proj->weight);   // [n, D]
+  at::Tensor out = x + project(attn.o_proj, context);   // [n, D]
   out += layer.mlp->forward(layer.post_attention_layernorm->forward(out));
   return out;
 }

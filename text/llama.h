@@ -39,8 +39,22 @@ namespace namm {
 
 class MemoryController;
 
-/// Hyper-parameters of a Llama-family model; field names as in Hugging Face's LlamaConfig.
+/// RoPE frequency scaling of Hugging Face's config.json "rope_scaling".
+struct RopeScaling {
+  enum class Kind { kNone, kLinear, kLlama3 };
+  Kind kind = Kind::kNone;
+  double factor = 1.0;                           ///< linear and llama3: wavelengths grow by this much
+  double low_freq_factor = 1.0;                  ///< llama3: wavelengths above original / this are scaled fully
+  double high_freq_factor = 4.0;                 ///< llama3: wavelengths below original / this are kept
+  int64_t original_max_position_embeddings = 8192;  ///< llama3: the pre-training context
+};
+
+/// Hyper-parameters of a Llama-family model; field names as in Hugging Face's
+/// LlamaConfig. The family covers Llama 1-3 and Mistral (model_type "llama",
+/// "mistral"), Qwen2 (biases on q/k/v) and Qwen3 (RMSNorm of each head's
+/// queries and keys before RoPE).
 struct LlamaConfig {
+  std::string model_type = "llama";      ///< "llama", "mistral", "qwen2" or "qwen3" (config.json and messages).
   int64_t vocab_size = 32000;            ///< V.
   int64_t hidden_size = 4096;            ///< D.
   int64_t intermediate_size = 11008;     ///< I, the SwiGLU width.
@@ -53,6 +67,10 @@ struct LlamaConfig {
   int64_t max_position_embeddings = 2048;  ///< RoPE table length (positions beyond are computed on the fly).
   bool tie_word_embeddings = false;      ///< lm_head shares embed_tokens' weight.
   double initializer_range = 0.02;       ///< std of the normal initialisation of fresh weights.
+  RopeScaling rope_scaling;              ///< none, linear or llama3.
+  bool qkv_bias = false;                 ///< q_proj, k_proj, v_proj carry biases [out] (Qwen2; Llama's attention_bias).
+  bool o_bias = false;                   ///< o_proj carries a bias [D] (Llama's and Qwen3's attention_bias).
+  bool qk_norm = false;                  ///< q_norm, k_norm: RMSNorm [Dh] over each head (Qwen3).
 
   /// Dh as used: head_dim, or hidden_size / num_attention_heads when 0.
   int64_t resolved_head_dim() const { return head_dim > 0 ? head_dim : hidden_size / num_attention_heads; }
@@ -76,15 +94,22 @@ class RmsNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RmsNorm);
 
-/// Self-attention projections of one layer (no biases, as in Llama).
+/// Self-attention projections of one layer (biases and per-head q/k norms
+/// only where the config asks for them).
 class LlamaAttentionImpl : public torch::nn::Module {
  public:
   explicit LlamaAttentionImpl(const LlamaConfig& config);
 
-  torch::nn::Linear q_proj{nullptr};  ///< weight [Hq*Dh, D]
+  /// Queries [..., Hq*Dh] and keys [..., Hkv*Dh] of normed hidden states h
+  /// [..., D], viewed as [..., H, Dh], q/k-normed when configured (before RoPE).
+  std::pair<at::Tensor, at::Tensor> queries_keys(const at::Tensor& h, int64_t hq, int64_t hkv, int64_t dh) const;
+
+  torch::nn::Linear q_proj{nullptr};  ///< weight [Hq*Dh, D] (bias [Hq*Dh] with qkv_bias)
   torch::nn::Linear k_proj{nullptr};  ///< weight [Hkv*Dh, D]
   torch::nn::Linear v_proj{nullptr};  ///< weight [Hkv*Dh, D]
-  torch::nn::Linear o_proj{nullptr};  ///< weight [D, Hq*Dh]
+  torch::nn::Linear o_proj{nullptr};  ///< weight [D, Hq*Dh] (bias [D] with o_bias)
+  RmsNorm q_norm{nullptr};            ///< weight [Dh]; null unless qk_norm
+  RmsNorm k_norm{nullptr};            ///< weight [Dh]; null unless qk_norm
 };
 TORCH_MODULE(LlamaAttention);
 

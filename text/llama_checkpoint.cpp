@@ -26,6 +26,34 @@ bool ignorable_tensor(const std::string& name, const LlamaConfig& config) {
   return config.tie_word_embeddings && name == "lm_head.weight";  // tied: Hugging Face ignores it too
 }
 
+// config.json "rope_scaling": {"rope_type" (or "type"): "linear" | "llama3" | "default", ...}
+RopeScaling parse_rope_scaling(const json& scaling, const std::string& path) {
+  if (!scaling.is_object()) hf_fail(path, "rope_scaling is not an object: " + scaling.dump());
+  const std::string kind = scaling.value("rope_type", scaling.value("type", std::string()));
+  const auto number = [&](const char* key, double fallback) {
+    if (!scaling.contains(key)) return fallback;
+    if (!scaling[key].is_number()) hf_fail(path, std::string("rope_scaling.") + key + " is not a number");
+    return scaling[key].get<double>();
+  };
+  RopeScaling out;
+  if (kind == "default") return out;
+  if (kind == "linear") {
+    out.kind = RopeScaling::Kind::kLinear;
+  } else if (kind == "llama3") {
+    out.kind = RopeScaling::Kind::kLlama3;
+    out.low_freq_factor = number("low_freq_factor", 1.0);
+    out.high_freq_factor = number("high_freq_factor", 4.0);
+    const double original = number("original_max_position_embeddings", 8192);
+    if (!(original >= 1 && original <= 1e9)) hf_fail(path, "rope_scaling.original_max_position_embeddings is out of range");
+    out.original_max_position_embeddings = static_cast<int64_t>(original);
+  } else {
+    hf_fail(path, "rope_scaling.rope_type '" + kind + "' is not supported (default, linear, llama3)");
+  }
+  if (!scaling.contains("factor")) hf_fail(path, "rope_scaling.factor is missing");
+  out.factor = number("factor", 1.0);
+  return out;
+}
+
 }  // namespace
 
 LlamaConfig parse_llama_config(const std::string& json_text, const std::string& path) {
@@ -33,25 +61,28 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::string& 
 
   // settings whose math this model does not implement: refuse them by name
   const std::string model_type = hf_field<std::string>(config, "model_type", "llama", path);
-  if (model_type != "llama" && model_type != "mistral") {
-    hf_fail(path, "model_type '" + model_type + "' is not supported (only the Llama family: llama, mistral)");
+  if (model_type != "llama" && model_type != "mistral" && model_type != "qwen2" && model_type != "qwen3") {
+    hf_fail(path, "model_type '" + model_type + "' is not supported (llama, mistral, qwen2, qwen3)");
   }
+  LlamaConfig out;
+  out.model_type = model_type;
   if (config.contains("rope_scaling") && !config["rope_scaling"].is_null()) {
-    const json& scaling = config["rope_scaling"];
-    const std::string kind = scaling.is_object() ? scaling.value("rope_type", scaling.value("type", std::string())) : "";
-    if (kind != "default") {
-      hf_fail(path, "rope_scaling " + scaling.dump() +
-                        " is not supported (it changes RoPE; only plain RoPE is implemented)");
-    }
+    out.rope_scaling = parse_rope_scaling(config["rope_scaling"], path);
   }
   const std::string act = hf_field<std::string>(config, "hidden_act", "silu", path);
   if (act != "silu" && act != "swish") hf_fail(path, "hidden_act '" + act + "' is not supported (only silu)");
-  if (hf_field<bool>(config, "attention_bias", false, path)) {
-    hf_fail(path, "attention_bias true is not supported (Llama projections have no bias)");
+  // Llama's and Qwen3's attention_bias puts biases on all four projections;
+  // Qwen2 always has them on q, k and v and never on o.
+  const bool attention_bias = hf_field<bool>(config, "attention_bias", false, path);
+  if (model_type == "qwen2") {
+    if (attention_bias) hf_fail(path, "attention_bias true is not a Qwen2 setting (its q/k/v biases are implied)");
+    out.qkv_bias = true;
+  } else {
+    out.qkv_bias = out.o_bias = attention_bias;
   }
+  out.qk_norm = model_type == "qwen3";
   if (hf_field<bool>(config, "mlp_bias", false, path)) hf_fail(path, "mlp_bias true is not supported");
 
-  LlamaConfig out;
   out.vocab_size = hf_required_int(config, "vocab_size", path);
   out.hidden_size = hf_required_int(config, "hidden_size", path);
   out.intermediate_size = hf_required_int(config, "intermediate_size", path);
@@ -83,9 +114,23 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::string& 
 LlamaConfig read_llama_config(const std::string& path) { return parse_llama_config(read_file(path), path); }
 
 std::string llama_config_json(const LlamaConfig& config, c10::ScalarType dtype) {
+  const std::string architecture = config.model_type == "qwen2"     ? "Qwen2ForCausalLM"
+                                   : config.model_type == "qwen3"   ? "Qwen3ForCausalLM"
+                                   : config.model_type == "mistral" ? "MistralForCausalLM"
+                                                                    : "LlamaForCausalLM";
+  json rope_scaling = nullptr;
+  if (config.rope_scaling.kind == RopeScaling::Kind::kLinear) {
+    rope_scaling = {{"rope_type", "linear"}, {"factor", config.rope_scaling.factor}};
+  } else if (config.rope_scaling.kind == RopeScaling::Kind::kLlama3) {
+    rope_scaling = {{"rope_type", "llama3"},
+                    {"factor", config.rope_scaling.factor},
+                    {"low_freq_factor", config.rope_scaling.low_freq_factor},
+                    {"high_freq_factor", config.rope_scaling.high_freq_factor},
+                    {"original_max_position_embeddings", config.rope_scaling.original_max_position_embeddings}};
+  }
   json out = {
-      {"architectures", {"LlamaForCausalLM"}},
-      {"model_type", "llama"},
+      {"architectures", {architecture}},
+      {"model_type", config.model_type},
       {"vocab_size", config.vocab_size},
       {"hidden_size", config.hidden_size},
       {"intermediate_size", config.intermediate_size},
@@ -95,12 +140,12 @@ std::string llama_config_json(const LlamaConfig& config, c10::ScalarType dtype) 
       {"head_dim", config.resolved_head_dim()},
       {"rms_norm_eps", config.rms_norm_eps},
       {"rope_theta", config.rope_theta},
-      {"rope_scaling", nullptr},
+      {"rope_scaling", rope_scaling},
       {"max_position_embeddings", config.max_position_embeddings},
       {"tie_word_embeddings", config.tie_word_embeddings},
       {"initializer_range", config.initializer_range},
       {"hidden_act", "silu"},
-      {"attention_bias", false},
+      {"attention_bias", config.model_type == "qwen2" ? false : config.o_bias},
       {"mlp_bias", false},
       {"torch_dtype", hf_dtype_name(dtype, kModel)},
       {"use_cache", true},
@@ -112,7 +157,9 @@ double llama_parameter_count(const LlamaConfig& c) {
   const double d = static_cast<double>(c.hidden_size), v = static_cast<double>(c.vocab_size);
   const double dh = static_cast<double>(c.resolved_head_dim());
   const double hq = static_cast<double>(c.num_attention_heads), hkv = static_cast<double>(c.num_key_value_heads);
-  const double layer = d * dh * (2.0 * hq + 2.0 * hkv) + 3.0 * d * static_cast<double>(c.intermediate_size) + 2.0 * d;
+  const double biases = (c.qkv_bias ? dh * (hq + 2.0 * hkv) : 0.0) + (c.o_bias ? d : 0.0);
+  const double layer = d * dh * (2.0 * hq + 2.0 * hkv) + 3.0 * d * static_cast<double>(c.intermediate_size) + 2.0 * d +
+                       biases + (c.qk_norm ? 2.0 * dh : 0.0);
   return v * d * (c.tie_word_embeddings ? 1.0 : 2.0) + static_cast<double>(c.num_hidden_layers) * layer + d;
 }
 

@@ -5,11 +5,15 @@
 // ..., lm_head.weight unless tied). Our own trained models are saved in the
 // same layout, so Hugging Face tools read them too.
 //
+// Layouts: Llama 1-3 (rope_scaling linear or llama3, tied embeddings,
+// attention_bias), Mistral, Qwen2 (q/k/v biases) and Qwen3 (q_norm/k_norm),
+// in f32, bf16 or f16 (converted to the dtype asked for).
+//
 // Every shape is checked against config.json; errors are one line naming
 // the file, the tensor and the expected and actual shapes. Settings that
-// would change the math and that the model does not implement (rope_scaling,
-// attention or MLP biases, another activation, sliding windows) are refused
-// by name rather than silently ignored.
+// would change the math and that the model does not implement (other RoPE
+// scalings, MLP biases, another activation, sliding windows) are refused by
+// name rather than silently ignored.
 //
 // Not here: the model (llama.h), the safetensors format itself (core/safetensors.h).
 #pragma once
