@@ -30,6 +30,8 @@ int run_train_video(const std::vector<std::string>& args);
 int run_video_qa(const std::vector<std::string>& args);
 int run_eval_video(const std::vector<std::string>& args);
 int run_tokenize(const std::vector<std::string>& args);
+int run_logits(const std::vector<std::string>& args);
+int run_generate(const std::vector<std::string>& args);
 
 /// Thrown for bad command-line usage: printed with a hint to use --help, exit 2.
 struct UsageError : std::exception {

@@ -35,6 +35,8 @@ const std::vector<Command>& commands() {
       {"video-qa", "answer a question about a video file under a memory policy", namm::app::run_video_qa},
       {"eval-video", "compare memory policies on the video QA scenes", namm::app::run_eval_video},
       {"tokenize", "text -> token ids (JSON) with a Hugging Face tokenizer.json, or --decode", namm::app::run_tokenize},
+      {"logits", "a model's float32 logits over a text file (.npy), for parity checks", namm::app::run_logits},
+      {"generate", "generate from your own text with a memory policy pruning the KV cache", namm::app::run_generate},
   };
   return table;
 }

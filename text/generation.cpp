@@ -65,6 +65,7 @@ Continuation continue_sequence(const CausalLm& model, SequenceState& state, at::
   for (int64_t i = 0; i < options.max_new_tokens; ++i) {
     const int64_t token = pick_token(logits, options, generator);
     out.tokens.push_back(token);
+    if (options.on_token) options.on_token(token);
     if (std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), token) !=
         options.stop_token_ids.end()) {
       out.stopped = true;
@@ -94,7 +95,17 @@ GenerationResult generate(const CausalLm& model, const at::Tensor& prompt, const
   SequenceState state = model.new_state();
 
   const auto start = std::chrono::steady_clock::now();
-  at::Tensor logits = prefill_tokens(model, state, prompt, options.prompt_chunk, controller);  // [V]
+  // the prompt in slices so that a long one reports progress; the slices
+  // continue one state, so the controller sees the same chunks either way
+  const int64_t total = prompt.dim() == 1 ? prompt.size(0) : 0;
+  if (total < 1) throw std::invalid_argument("generate: the prompt must be [T] with T >= 1 tokens");
+  const int64_t slice = options.on_prefill ? std::max<int64_t>(options.progress_every, 1) : total;
+  at::Tensor logits;  // [V]
+  for (int64_t begin = 0; begin < total; begin += slice) {
+    const int64_t n = std::min(slice, total - begin);
+    logits = prefill_tokens(model, state, prompt.narrow(0, begin, n), options.prompt_chunk, controller);
+    if (options.on_prefill) options.on_prefill(begin + n, total);
+  }
   result.prefill_seconds = seconds_since(start);
 
   const auto decode_start = std::chrono::steady_clock::now();

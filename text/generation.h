@@ -16,6 +16,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace namm {
@@ -30,6 +31,12 @@ struct GenerationOptions {
   uint64_t seed = 0;                    ///< seed of the sampling generator (same seed, same text).
   std::vector<int64_t> stop_token_ids;  ///< generation ends after emitting one of these.
   int64_t prompt_chunk = 128;           ///< most prompt tokens fed at once.
+  /// Called with each generated id as soon as it is picked (streaming output).
+  std::function<void(int64_t token)> on_token;
+  /// Called during the prompt with (tokens fed, prompt tokens) after every
+  /// progress_every tokens and at its end (progress of a long prompt).
+  std::function<void(int64_t fed, int64_t total)> on_prefill;
+  int64_t progress_every = 4096;
 };
 
 /// What generate() produced and what it cost.

@@ -62,7 +62,7 @@ TEST_F(Cli, HelpExitsZeroForEveryCommand) {
   EXPECT_EQ(run_namm("--help").exit_code, 0);
   for (const char* command : {"demo", "spectrogram", "score", "train-lm", "evolve", "eval-text", "frames", "make-scenes",
                               "gen-data", "train-dt", "rollout", "eval-rl", "train-video", "video-qa", "eval-video",
-                              "tokenize"}) {
+                              "tokenize", "logits", "generate"}) {
     const RunResult result = run_namm(std::string(command) + " --help");
     EXPECT_EQ(result.exit_code, 0) << command << ": " << result.output;
     EXPECT_NE(result.output.find("usage: namm"), std::string::npos) << result.output;
