@@ -53,11 +53,13 @@ class Decoder {
 
 /// token string -> id, for post-processors that name special tokens.
 using TokenLookup = std::function<int32_t(const std::string& token, const std::string& field)>;
+/// Whether an id names a token (post-processors' ids are checked at load).
+using IdCheck = std::function<bool(int32_t id)>;
 
 std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& config, const std::string& field);
 std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& config, const std::string& field);
 std::unique_ptr<PostProcessor> make_post_processor(const nlohmann::json& config, const std::string& field,
-                                                   const TokenLookup& lookup);
+                                                   const TokenLookup& lookup, const IdCheck& known_id);
 std::unique_ptr<Decoder> make_decoder(const nlohmann::json& config, const std::string& field);
 
 /// GPT-2's byte <-> printable code point table (ByteLevel pre-tokenizer and

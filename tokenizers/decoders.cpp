@@ -222,7 +222,7 @@ class PostProcessorSequence : public PostProcessor {
 };
 
 std::unique_ptr<PostProcessor> make_template(const nlohmann::json& config, const std::string& field,
-                                             const TokenLookup& lookup) {
+                                             const TokenLookup& lookup, const IdCheck& known_id) {
   using namespace json_field;
   const auto& single = require(config, "single", field);
   if (!single.is_array()) throw error(field + ".single", "is not an array");
@@ -247,6 +247,8 @@ std::unique_ptr<PostProcessor> make_template(const nlohmann::json& config, const
         for (const auto& id : list) {
           if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
             throw error(entry_field + ".ids", "holds something that is not a token id");
+          if (!known_id(id.get<int32_t>()))
+            throw error(entry_field + ".ids", "id " + std::to_string(id.get<int64_t>()) + " names no token");
           ids.push_back(id.get<int32_t>());
         }
       } else {
@@ -261,12 +263,14 @@ std::unique_ptr<PostProcessor> make_template(const nlohmann::json& config, const
 }
 
 // RobertaProcessing / BertProcessing: cls A sep, with "cls": [token, id].
-std::unique_ptr<PostProcessor> make_cls_sep(const nlohmann::json& config, const std::string& field) {
+std::unique_ptr<PostProcessor> make_cls_sep(const nlohmann::json& config, const std::string& field, const IdCheck& known_id) {
   using namespace json_field;
   const auto id_of = [&](const char* key) {
     const auto& pair = require(config, key, field);
-    if (!pair.is_array() || pair.size() != 2 || !pair[1].is_number_integer() || pair[1].get<int64_t>() < 0)
+    if (!pair.is_array() || pair.size() != 2 || !pair[1].is_number_integer() || pair[1].get<int64_t>() < 0 ||
+        pair[1].get<int64_t>() > INT32_MAX)
       throw error(field + "." + key, "is not [token, id]");
+    if (!known_id(pair[1].get<int32_t>())) throw error(field + "." + key, "id " + std::to_string(pair[1].get<int64_t>()) + " names no token");
     return pair[1].get<int32_t>();
   };
   return std::make_unique<Template>(std::vector<Template::Item>{{false, {id_of("cls")}}, {true, {}}, {false, {id_of("sep")}}});
@@ -311,19 +315,19 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& config, const std::s
 }
 
 std::unique_ptr<PostProcessor> make_post_processor(const nlohmann::json& config, const std::string& field,
-                                                   const TokenLookup& lookup) {
+                                                   const TokenLookup& lookup, const IdCheck& known_id) {
   using namespace json_field;
   if (config.is_null()) return nullptr;
   const std::string type = type_of(config, field);
-  if (type == "TemplateProcessing") return make_template(config, field, lookup);
+  if (type == "TemplateProcessing") return make_template(config, field, lookup, known_id);
   if (type == "ByteLevel") return std::make_unique<Passthrough>();
-  if (type == "RobertaProcessing" || type == "BertProcessing") return make_cls_sep(config, field);
+  if (type == "RobertaProcessing" || type == "BertProcessing") return make_cls_sep(config, field, known_id);
   if (type == "Sequence") {
     const auto& list = require(config, "processors", field);
     if (!list.is_array()) throw error(field + ".processors", "is not an array");
     std::vector<std::unique_ptr<PostProcessor>> steps;
     for (std::size_t i = 0; i < list.size(); ++i) {
-      auto step = make_post_processor(list[i], field + ".processors[" + std::to_string(i) + "]", lookup);
+      auto step = make_post_processor(list[i], field + ".processors[" + std::to_string(i) + "]", lookup, known_id);
       if (step) steps.push_back(std::move(step));
     }
     return std::make_unique<PostProcessorSequence>(std::move(steps));

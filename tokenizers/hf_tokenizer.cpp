@@ -234,7 +234,8 @@ HfTokenizer HfTokenizer::parse(std::string_view tokenizer_json, std::string_view
                                                  const auto id = bpe->token_to_id(token);
                                                  if (!id) throw error(field, "\"" + printable(token) + "\" is not a token");
                                                  return *id;
-                                               });
+                                               },
+                                               [bpe](int32_t id) { return bpe->id_to_token(id) != nullptr; });
     impl->decoder = make_decoder(stage("decoder"), "decoder");
 
     if (!config_json.empty()) {

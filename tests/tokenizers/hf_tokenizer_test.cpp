@@ -137,6 +137,13 @@ TEST(BadFiles, NameTheFileAndTheField) {
   m = message_of([&] { parse(file_with(huge_id)); });
   EXPECT_NE(m.find("out of range"), std::string::npos) << m;
 
+  json unknown_special = file_with(tiny_bpe(), {{"post_processor",
+                                               {{"type", "TemplateProcessing"},
+                                                {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}}},
+                                                {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {20}}}}}}}}});
+  m = message_of([&] { parse(unknown_special); });  // found by fuzz/fuzz_tokenizer_json
+  EXPECT_NE(m.find("post_processor.special_tokens[\"<s>\"].ids: id 20 names no token"), std::string::npos) << m;
+
   m = message_of([&] { HfTokenizer::parse("{\"model\": {\"type\": \"BPE\", \"vocab\": {", "", "cut.json"); });
   EXPECT_NE(m.find("cut.json: not valid JSON"), std::string::npos) << m;
 }
