@@ -3,7 +3,7 @@
 // same text, side by side in one run, for each real tokenizer.json.
 //
 // The text: the parity corpus (tests/fixtures/tokenizers/corpus.json: prose
-// in 20 scripts, code, emoji, numbers, whitespace runs) concatenated and
+// in twelve scripts, code, emoji, numbers, whitespace runs) concatenated and
 // repeated to about `megabytes` MB. Per tokenizer: load seconds, then the
 // best of `reps` encodes: MB/s, million tokens/s, and ours / reference. The
 // reference column needs `node` and the npm packages
