@@ -4,6 +4,7 @@
 #include "apps/options.h"
 #include "core/atomic_file.h"
 #include "core/namm_model.h"
+#include "core/parse_number.h"
 #include "rl/dt_checkpoint.h"
 #include "rl/mujoco_env.h"
 #include "rl/eval_rl.h"
@@ -34,7 +35,9 @@ std::string episode_path(const std::string& path, int episode) {
 
 int run_rollout(const std::vector<std::string>& args) {
   std::string env_name, model_dir, memory = "full", budget_text = "25%", namm_path, json_path, kinds_path, render_path,
-      kinds_plot_path;
+      kinds_plot_path, state_mean_text, state_std_text;
+  double return_scale = 0;
+  int64_t train_context = 0;
   RolloutOptions o;
   int64_t seed = 0, delay = 0;
   int threads = 1;
@@ -58,6 +61,10 @@ int run_rollout(const std::vector<std::string>& args) {
       ("render", po::value(&render_path), "write a video of the first episode (H.264 mp4, 2D side view, 30 fps, one frame every 2 env steps = half speed, with a HUD: step, return so far, KV kept)")
       ("render-all", "with --render: one video per episode, OUT_ep<e>.mp4")
       ("kinds-plot", po::value(&kinds_plot_path), "write a PNG of the share of return / state / action tokens kept over the first episode, one panel per layer (cached mode)")
+      ("state-mean", po::value(&state_mean_text), "comma-separated per-dimension state mean the model was trained with (a hub model's card); overrides dt_sidecar.json")
+      ("state-std", po::value(&state_std_text), "comma-separated per-dimension state std; overrides dt_sidecar.json")
+      ("return-scale", po::value(&return_scale)->default_value(return_scale), "returns-to-go are fed divided by this (0: dt_sidecar.json's, else 1000)")
+      ("train-context", po::value(&train_context)->default_value(train_context), "K, the steps per window the model was trained on (0: dt_sidecar.json's, else 20); a cache that outgrows it is warned about")
       ("threads", po::value(&threads)->default_value(threads), "torch threads");
   // clang-format on
   add_policy_tuning_options(options, o.policy);
@@ -74,6 +81,23 @@ int run_rollout(const std::vector<std::string>& args) {
   if (seed < 0) throw UsageError("--seed must be >= 0, got " + std::to_string(seed));
   if (delay < 0) throw UsageError("--delay must be >= 0, got " + std::to_string(delay));
   if (threads < 1) throw UsageError("--threads must be >= 1, got " + std::to_string(threads));
+  if (return_scale < 0) throw UsageError("--return-scale must be > 0 (0: the sidecar's), got " + std::to_string(return_scale));
+  if (train_context < 0) throw UsageError("--train-context must be >= 0, got " + std::to_string(train_context));
+  const auto number_list = [](const std::string& text, const std::string& option) {
+    std::vector<double> values;
+    for (const std::string& item : split_list(text)) {
+      try {
+        values.push_back(parse_finite_double(item, option));
+      } catch (const std::exception& e) {
+        throw UsageError(e.what());
+      }
+    }
+    return values;
+  };
+  const std::vector<double> state_mean = number_list(state_mean_text, "--state-mean");
+  const std::vector<double> state_std = number_list(state_std_text, "--state-std");
+  for (const double sd : state_std)
+    if (!(sd > 0)) throw UsageError("--state-std: every value must be > 0");
   check_policy_name(memory);
   check_policy_tuning(o.policy);
   o.policy.name = memory;
@@ -116,9 +140,36 @@ int run_rollout(const std::vector<std::string>& args) {
   if (!render_path.empty()) o.on_step = recorder.hook(vm.count("render-all") ? -1 : 0);
 
   at::set_num_threads(threads);
-  const DtCheckpoint checkpoint = load_dt_checkpoint(model_dir);
-  if (!checkpoint.has_sidecar) {
-    std::cerr << "note: " << model_dir << " has no dt_sidecar.json: states are fed unnormalised and returns / 1000\n";
+  DtCheckpoint checkpoint = load_dt_checkpoint(model_dir);
+  // a hub checkpoint's card numbers, given on the command line, take the sidecar's place
+  DtSidecar& feeding = checkpoint.sidecar;
+  if (!state_mean.empty()) feeding.state_mean = state_mean;
+  if (!state_std.empty()) feeding.state_std = state_std;
+  if (return_scale > 0) feeding.return_scale = return_scale;
+  if (train_context > 0) feeding.context = train_context;
+  try {
+    feeding.validate(checkpoint.config.state_dim, "--state-mean / --state-std");
+  } catch (const std::runtime_error& e) {
+    throw UsageError(e.what());
+  }
+  if (!checkpoint.has_sidecar && state_mean.empty()) {
+    std::cerr << "note: " << model_dir << " has no dt_sidecar.json and no --state-mean/--state-std were given: states are fed "
+              << (state_std.empty() ? "unnormalised" : "with the given std only") << " and returns / " << feeding.return_scale << "\n";
+  }
+  if (o.window == 0) {
+    // 3 tokens per step; the longest episode-long cache a rollout can hold
+    const int64_t steps = o.max_steps > 0 ? o.max_steps : 1000;
+    const bool budgeted = memory != "full" && memory != "namm";
+    int64_t cache_cap = 3 * steps;
+    if (budgeted)
+      cache_cap = o.policy.budget.fraction > 0 ? static_cast<int64_t>(o.policy.budget.fraction * 3.0 * steps)
+                                               : std::min(cache_cap, o.policy.budget.tokens);
+    if (cache_cap > 3 * feeding.context) {
+      std::cerr << "warning: " << model_dir << " was trained on " << feeding.context << "-step windows ("
+                << 3 * feeding.context << " tokens); this episode-long cache can reach " << std::min(cache_cap, 3 * steps)
+                << " tokens, outside what it was trained on (--window " << feeding.context
+                << " is the standard evaluation)\n";
+    }
   }
   std::cout << "rollout " << env_name << " with " << checkpoint.config.summary() << "; "
             << (o.window > 0 ? "window " + std::to_string(o.window) + " steps re-encoded per step"

@@ -47,7 +47,12 @@ ModelForText ModelForText::open(const std::string& dir) {
 LlamaCheckpoint ModelForText::load(c10::ScalarType dtype) const {
   std::cerr << "loading " << dir << " (" << config.summary() << "; " << tokenizer.describe() << ")" << std::endl;
   const auto start = std::chrono::steady_clock::now();
-  LlamaCheckpoint checkpoint = load_llama_checkpoint(dir, dtype);
+  // a line per weight file: a sharded model of many GB never sits silent
+  LlamaCheckpoint checkpoint = load_llama_checkpoint_reporting(
+      dir, dtype, c10::kCPU, [&](std::size_t done, std::size_t files, int64_t bytes) {
+        if (files > 1)
+          std::cerr << "  weight file " << done << "/" << files << " read (" << bytes / (1 << 20) << " MiB so far)" << std::endl;
+      });
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cerr << "loaded in " << seconds << " s" << std::endl;
   return checkpoint;

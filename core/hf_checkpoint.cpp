@@ -186,9 +186,12 @@ std::map<std::string, std::string> hf_load_weights(const std::string& dir, const
   std::map<std::string, std::string> source;  // parameter name -> the name it was written as
   std::map<std::string, std::string> metadata;
   at::NoGradGuard no_grad;
+  int64_t bytes_read = 0;
+  std::size_t files_done = 0;
   for (const HfWeightFile& weights : files) {
     const std::string& path = weights.path;
     const SafetensorsFile file = read_safetensors(path);
+    for (const auto& [name, tensor] : file.tensors) bytes_read += static_cast<int64_t>(tensor.nbytes());
     if (metadata.empty()) metadata = file.metadata;
     for (const std::string& name : weights.listed) {
       if (!file.tensors.count(name)) hf_fail(path, "tensor " + name + " listed in " + kHfIndexFile + " is missing");
@@ -218,6 +221,7 @@ std::map<std::string, std::string> hf_load_weights(const std::string& dir, const
       if (!fresh) hf_fail(path, "tensor " + name + " is given twice (also as " + previous->second + ")");
       parameter.copy_(tensor);  // converts bf16/f16 to the model's dtype and device
     }
+    if (rules.on_file) rules.on_file(++files_done, files.size(), bytes_read);
   }
   for (const auto& [name, parameter] : expected) {
     if (source.count(name) || rules.optional.count(name)) continue;

@@ -121,6 +121,9 @@ struct HfWeightRules {
   std::set<std::string> optional;
   /// Refuse tensors holding NaN or Inf.
   bool require_finite = false;
+  /// Called after each weight file is read: (files done, files, bytes read so
+  /// far); a loader of a large sharded model prints progress from it.
+  std::function<void(std::size_t done, std::size_t total, int64_t bytes)> on_file;
 };
 
 /// Copies every tensor of files into the parameter of the same (canonical)

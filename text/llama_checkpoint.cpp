@@ -189,9 +189,11 @@ void check_llama_config_against_weights(const LlamaConfig& config,
                 "num_key_value_heads x head_dim", config_path);
 }
 
-std::map<std::string, std::string> load_llama_weights(const std::string& dir, Llama& model) {
+std::map<std::string, std::string> load_llama_weights(
+    const std::string& dir, Llama& model, const std::function<void(std::size_t, std::size_t, int64_t)>& on_file) {
   const LlamaConfig& config = model->config();
   HfWeightRules rules;
+  rules.on_file = on_file;
   rules.model = "a Llama with " + config.summary();
   rules.ignorable = [&config](const std::string& name) { return ignorable_tensor(name, config); };
   rules.require_finite = true;  // a diverged run saves NaN: refuse it here, not as '<pad>' answers later
@@ -199,6 +201,11 @@ std::map<std::string, std::string> load_llama_weights(const std::string& dir, Ll
 }
 
 LlamaCheckpoint load_llama_checkpoint(const std::string& dir, c10::ScalarType dtype, c10::Device device) {
+  return load_llama_checkpoint_reporting(dir, dtype, device, {});
+}
+
+LlamaCheckpoint load_llama_checkpoint_reporting(const std::string& dir, c10::ScalarType dtype, c10::Device device,
+                                                const std::function<void(std::size_t, std::size_t, int64_t)>& on_file) {
   hf_dtype_name(dtype, kModel);  // refuses non-floating dtypes before reading anything
   LlamaCheckpoint checkpoint;
   const std::string config_path = (fs::path(dir) / kHfConfigFile).string();
@@ -206,7 +213,7 @@ LlamaCheckpoint load_llama_checkpoint(const std::string& dir, c10::ScalarType dt
   check_llama_checkpoint_sizes(dir, checkpoint.config, dtype);  // before anything is allocated
   checkpoint.model = Llama(checkpoint.config);
   checkpoint.model->to(device, dtype);
-  checkpoint.metadata = load_llama_weights(dir, checkpoint.model);
+  checkpoint.metadata = load_llama_weights(dir, checkpoint.model, on_file);
   return checkpoint;
 }
 

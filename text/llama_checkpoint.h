@@ -23,6 +23,7 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -57,6 +58,11 @@ std::string llama_config_json(const LlamaConfig& config, c10::ScalarType dtype =
 LlamaCheckpoint load_llama_checkpoint(const std::string& dir, c10::ScalarType dtype = c10::kFloat,
                                       c10::Device device = c10::kCPU);
 
+/// load_llama_checkpoint that reports each weight file read: on_file(files
+/// done, files, bytes read so far), for progress lines while a large model loads.
+LlamaCheckpoint load_llama_checkpoint_reporting(const std::string& dir, c10::ScalarType dtype, c10::Device device,
+                                                const std::function<void(std::size_t, std::size_t, int64_t)>& on_file);
+
 /// The parameter count config describes (embeddings, head, every layer), in
 /// floating point so that an absurd config overflows nothing.
 double llama_parameter_count(const LlamaConfig& config);
@@ -77,7 +83,9 @@ void check_llama_config_against_weights(const LlamaConfig& config,
 
 /// Copies the weights of the checkpoint in dir into model, whose config must
 /// match the checkpoint's shapes; returns the safetensors metadata.
-std::map<std::string, std::string> load_llama_weights(const std::string& dir, Llama& model);
+std::map<std::string, std::string> load_llama_weights(
+    const std::string& dir, Llama& model,
+    const std::function<void(std::size_t, std::size_t, int64_t)>& on_file = {});
 
 /// Writes model as dir/model.safetensors (one file, the model's dtype, the
 /// given metadata plus "format": "pt") and dir/config.json, each atomically

@@ -242,3 +242,28 @@ TEST_F(BadInput, MakeScenesOverwriteKeepsAFolderThatHoldsOtherFiles) {
 
 }  // namespace
 }  // namespace namm
+
+namespace namm {
+namespace {
+
+TEST(RolloutFeeding, CardNumbersReplaceTheSidecarAndAnOutgrownTrainingWindowIsWarnedAbout) {
+  const std::string model = std::string(NAMM_MODELS_DIR) + "/dt-hopper";
+  const RunResult warned = run_namm("rollout --env hopper --model " + model + " --episodes 1 --max-steps 10 --train-context 5");
+  EXPECT_EQ(warned.exit_code, 0) << warned.output;
+  EXPECT_NE(warned.output.find("warning: " + model + " was trained on 5-step windows (15 tokens); this episode-long cache can reach 30 tokens"),
+            std::string::npos) << warned.output;
+  const RunResult windowed = run_namm("rollout --env hopper --model " + model + " --episodes 1 --max-steps 10 --train-context 5 --window 5");
+  EXPECT_EQ(windowed.exit_code, 0) << windowed.output;
+  EXPECT_EQ(windowed.output.find("warning:"), std::string::npos) << windowed.output;
+
+  const RunResult short_mean = run_namm("rollout --env hopper --model " + model + " --episodes 1 --max-steps 5 --state-mean 1,2");
+  EXPECT_EQ(short_mean.exit_code, 2) << short_mean.output;
+  EXPECT_NE(short_mean.output.find("--state-mean / --state-std: state_mean has 2 values, the model's state_dim is 11"),
+            std::string::npos) << short_mean.output;
+  const RunResult bad_std = run_namm("rollout --env hopper --model " + model + " --episodes 1 --state-std 1,0,1");
+  EXPECT_EQ(bad_std.exit_code, 2) << bad_std.output;
+  EXPECT_NE(bad_std.output.find("--state-std"), std::string::npos) << bad_std.output;
+}
+
+}  // namespace
+}  // namespace namm
