@@ -36,7 +36,7 @@ int run_eval_text(const std::vector<std::string>& args) {
   options.add_options()
       ("lm", po::value(&lm_dir)->required(), "language model checkpoint directory")
       ("namm", po::value(&namm_path), "NAMM checkpoint (.safetensors); without it the baselines run at --budget")
-      ("tasks", po::value(&task_args)->multitoken(), "tasks (comma-separated or repeated; default: all)")
+      ("tasks", po::value(&task_args)->multitoken(), "tasks (comma-separated or repeated; default: the seven-task suite; the redundant-context tasks needle_boilerplate and kv_repeated run when named)")
       ("policies", po::value(&policy_args)->multitoken(), "policies (default: full namm h2o l2 streaming tova recency random)")
       ("examples-per-task", po::value(&examples)->default_value(16), "examples per task and context length")
       ("context-tokens", po::value(&contexts)->multitoken(), "prompt lengths (default 1024)")

@@ -43,7 +43,7 @@ int run_train_lm(const std::vector<std::string>& args) {
       ("max-context", po::value(&o.max_context)->default_value(o.max_context), "prompt tokens at the end of the curriculum")
       ("long-fraction", po::value(&o.long_fraction)->default_value(o.long_fraction), "share of steps with prompts between the current length and --long-context")
       ("long-context", po::value(&o.long_context)->default_value(o.long_context), "longest prompts of the occasional long steps")
-      ("tasks", po::value(&tasks_text)->default_value(tasks_text), "comma-separated task names, or all (the evaluated suite); a task named twice is drawn twice as often; variable_lookup is a training-only bridge to variable_tracking (models/lm/README.md)")
+      ("tasks", po::value(&tasks_text)->default_value(tasks_text), "comma-separated task names, or all (the evaluated suite); a task named twice is drawn twice as often; variable_lookup is a training-only bridge to variable_tracking (models/lm/README.md); needle_boilerplate and kv_repeated are the redundant-context tasks")
       ("lr", po::value(&o.lr)->default_value(o.lr), "peak AdamW learning rate")
       ("min-lr-ratio", po::value(&o.min_lr_ratio)->default_value(o.min_lr_ratio), "cosine floor as a fraction of --lr")
       ("warmup", po::value(&o.warmup_steps)->default_value(o.warmup_steps), "linear warm-up steps")

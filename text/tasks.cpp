@@ -116,6 +116,9 @@ struct Item {
   Role role = Role::kFiller;
   bool lookalike = false;
   int group = -1;  // task-specific (chain, key) for after-layout rewrites
+  // items sharing a repeat_group state the same thing (verbatim or nearly);
+  // every one after the first in prompt order is a redundant span
+  int repeat_group = -1;
 };
 
 struct Draft {
@@ -126,6 +129,10 @@ struct Draft {
   int64_t body_tokens = 0;        // what header and question leave of the context
   // rewrites order-dependent records (chains, superseded values) once shuffled
   std::function<void(Draft&)> after_layout;
+  // the body's filler is one boilerplate block repeated (redundant tasks)
+  // instead of fresh sentences
+  bool boilerplate_filler = false;
+  int next_repeat_group = 0;
 
   int64_t record_tokens() const {
     int64_t n = 0;
@@ -200,6 +207,46 @@ void append_filler(std::vector<Item>& items, Rng& rng, int64_t n) {
     n -= n / 2;
   }
   if (n > 0) items.push_back({filler_sentence(rng, n)});
+}
+
+// Repeated boilerplate: one block of filler sentences (24-48 tokens) drawn
+// once per prompt and restated until the body is full, as a license header,
+// a log template or a static run of video frames repeats. One copy in four is
+// a near-duplicate: one word swapped for another of the same part of speech
+// (never the closing "."). What the block cannot fill is fresh filler.
+void append_boilerplate(Draft& d, Rng& rng, int64_t n) {
+  if (n < 24) {
+    append_filler(d.items, rng, n);
+    return;
+  }
+  std::vector<Item> sentences;
+  append_filler(sentences, rng, rng.range(24, 48));
+  std::vector<int64_t> block;
+  std::vector<char> parts;  // the part of speech of each block token ('.' for the dot)
+  const Lexicon& l = lexicon();
+  for (const Item& s : sentences) {
+    for (int64_t id : s.tokens) {
+      block.push_back(id);
+      char part = '.';
+      for (auto [list, p] : {std::pair{&l.determiners, 'D'}, {&l.adjectives, 'J'}, {&l.nouns, 'N'},
+                             {&l.verbs, 'V'}, {&l.prepositions, 'P'}})
+        if (std::find(list->begin(), list->end(), id) != list->end()) part = p;
+      parts.push_back(part);
+    }
+  }
+  const int group = d.next_repeat_group++;
+  const int64_t len = static_cast<int64_t>(block.size());
+  while (n >= len) {
+    Item copy{block};
+    copy.repeat_group = group;
+    if (rng.below(4) == 0) {
+      const int64_t at = static_cast<int64_t>(rng.below(static_cast<uint64_t>(len)));
+      if (parts[at] != '.') copy.tokens[at] = word_of(rng, parts[at]);
+    }
+    d.items.push_back(std::move(copy));
+    n -= len;
+  }
+  append_filler(d.items, rng, n);
 }
 
 int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return std::max(lo, std::min(hi, v)); }
@@ -627,13 +674,54 @@ Draft make_counting(Rng& rng, int64_t context) {
 }
 
 // ---------------------------------------------------------------------------
+// redundant tasks: the records of an existing task in a body that is mostly
+// repetition, so a memory can drop most of the context and lose nothing.
+
+/// needle_boilerplate: the needle task's statements among repeated boilerplate.
+Draft make_needle_boilerplate(Rng& rng, int64_t context) {
+  Draft d = make_needle(rng, context);
+  d.boilerplate_filler = true;
+  return d;
+}
+
+/// kv_repeated: few keys, each "k1 k2 : d d d ." stated three times at
+/// random places (the copies agree), among repeated boilerplate.
+Draft make_kv_repeated(Rng& rng, int64_t context) {
+  constexpr int64_t kCopies = 3;
+  const Lexicon& l = lexicon();
+  Draft d;
+  d.header = l.words({"remember", "each", "key", "and", "its", "value", "."});
+  d.boilerplate_filler = true;
+  std::set<int64_t> used;
+  const Key target = fresh_key(rng, used);
+  d.question = {Tokenizer::kQ, l.id("value"), l.id("of"), target.first, target.second, l.qmark, Tokenizer::kA};
+  set_body(d, context);
+  const int64_t record_len = 3 + kValueDigits + 1;
+  require_body("kv_repeated", d, 2 * kCopies * record_len + 8, context);
+  const int64_t keys = clamp64(d.body_tokens / 400, 2, 40);
+  d.answer = random_digits(rng, kValueDigits);
+  for (int64_t k = 0; k < keys; ++k) {
+    const Key key = k == 0 ? target : fresh_key(rng, used);
+    const std::vector<int64_t> value = k == 0 ? d.answer : random_digits(rng, kValueDigits);
+    const int group = d.next_repeat_group++;
+    for (int64_t c = 0; c < kCopies; ++c) {
+      Item item{kv_record(key, value), k == 0 ? Role::kEvidence : Role::kDistractor};
+      item.repeat_group = group;
+      d.items.push_back(std::move(item));
+    }
+  }
+  return d;
+}
+
+// ---------------------------------------------------------------------------
 
 struct TaskSpec {
   const char* name;
   TaskMetric metric;
   int64_t min_context;
   std::function<Draft(Rng&, int64_t)> make;
-  bool training_only = false;  // a curriculum step, not part of the evaluated suite
+  enum Group { kSuite, kTrainingOnly, kRedundant };
+  Group group = kSuite;  // kTrainingOnly: a curriculum step, not part of the evaluated suite
 };
 
 const std::vector<TaskSpec>& specs() {
@@ -646,7 +734,9 @@ const std::vector<TaskSpec>& specs() {
       {"passage_retrieval", TaskMetric::kExact, 96, make_passage},
       {"variable_tracking", TaskMetric::kExact, 64, make_variables},
       {"counting", TaskMetric::kExact, 64, make_counting},
-      {"variable_lookup", TaskMetric::kExact, 64, make_variable_lookup, true},
+      {"variable_lookup", TaskMetric::kExact, 64, make_variable_lookup, TaskSpec::kTrainingOnly},
+      {"needle_boilerplate", TaskMetric::kExact, 64, make_needle_boilerplate, TaskSpec::kRedundant},
+      {"kv_repeated", TaskMetric::kExact, 128, make_kv_repeated, TaskSpec::kRedundant},
   };
   return all;
 }
@@ -682,7 +772,17 @@ const std::vector<std::string>& task_names() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> n;
     for (const auto& s : specs())
-      if (!s.training_only) n.push_back(s.name);
+      if (s.group == TaskSpec::kSuite) n.push_back(s.name);
+    return n;
+  }();
+  return names;
+}
+
+const std::vector<std::string>& redundant_task_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (const auto& s : specs())
+      if (s.group == TaskSpec::kRedundant) n.push_back(s.name);
     return n;
   }();
   return names;
@@ -732,16 +832,21 @@ TaskExample make_example(const std::string& task, Split split, int64_t index, in
   if (records > d.body_tokens)
     throw std::logic_error("make_example(" + task + "): records take " + std::to_string(records) +
                            " of " + std::to_string(d.body_tokens) + " body tokens");
-  append_filler(d.items, rng, d.body_tokens - records);
+  if (d.boilerplate_filler)
+    append_boilerplate(d, rng, d.body_tokens - records);
+  else
+    append_filler(d.items, rng, d.body_tokens - records);
   rng.shuffle(d.items);
   if (d.after_layout) d.after_layout(d);
 
   ex.prompt.reserve(static_cast<size_t>(context_tokens));
   ex.prompt.push_back(Tokenizer::kBos);
   ex.prompt.insert(ex.prompt.end(), d.header.begin(), d.header.end());
+  std::set<int> groups_seen;
   for (const Item& item : d.items) {
     const TokenSpan span{static_cast<int64_t>(ex.prompt.size()),
                          static_cast<int64_t>(ex.prompt.size() + item.tokens.size())};
+    if (item.repeat_group >= 0 && !groups_seen.insert(item.repeat_group).second) ex.redundant.push_back(span);
     if (item.role == Role::kEvidence) ex.evidence.push_back(span);
     if (item.role == Role::kDistractor) {
       ex.distractors.push_back(span);
@@ -965,7 +1070,8 @@ std::vector<FollowUp> follow_up_questions(const TaskExample& ex, int64_t max_que
   if (ex.task == "kv_retrieval") all = kv_follow_ups(ex, 1, false);
   else if (ex.task == "kv_multi") all = kv_follow_ups(ex, 2, false);
   else if (ex.task == "kv_update") all = kv_follow_ups(ex, 1, true);
-  else if (ex.task == "needle") all = needle_follow_ups(ex);
+  else if (ex.task == "needle" || ex.task == "needle_boilerplate") all = needle_follow_ups(ex);
+  else if (ex.task == "kv_repeated") all = kv_follow_ups(ex, 1, false);
   else if (ex.task == "passage_retrieval") all = passage_follow_ups(ex);
   else if (ex.task == "variable_tracking" || ex.task == "variable_lookup") all = variable_follow_ups(ex);
   else if (ex.task == "counting") all = counting_follow_ups(ex);

@@ -58,6 +58,15 @@ std::string oracle(const TaskExample& ex) {
     }
     return answer;
   }
+  if (ex.task == "kv_repeated") {
+    // q: <q> value of k1 k2 ? <a>; every statement of the key must agree
+    const auto kv = parse_kv(body);
+    const auto [first, last] = kv.equal_range(std::make_pair(q[3], q[4]));
+    if (first == last) return "key not found";
+    for (auto it = first; it != last; ++it)
+      if (it->second != first->second) return "copies disagree";
+    return first->second;
+  }
   if (ex.task == "kv_update") {
     // q: <q> last value of k1 k2 ? <a>; the last record of the key wins
     std::string last;
@@ -66,7 +75,7 @@ std::string oracle(const TaskExample& ex) {
         last = body[i + 3] + " " + body[i + 4] + " " + body[i + 5];
     return last;
   }
-  if (ex.task == "needle") {
+  if (ex.task == "needle" || ex.task == "needle_boilerplate") {
     // q: <q> what is the secret of NAME ? <a>
     std::vector<std::string> found;
     for (size_t i = 0; i + 9 < body.size(); ++i)
@@ -144,6 +153,57 @@ TEST(Tasks, TrainingOnlyTasksStayOutOfTheEvaluatedSuite) {
   EXPECT_EQ(std::count(all.begin(), all.end(), "variable_lookup"), 1);
 }
 
+TEST(RedundantTasks, StayOutOfTheSuiteButTrainAndEvaluateByName) {
+  const std::vector<std::string>& suite = task_names();
+  const std::vector<std::string>& all = training_task_names();
+  ASSERT_EQ(redundant_task_names(), (std::vector<std::string>{"needle_boilerplate", "kv_repeated"}));
+  for (const std::string& task : redundant_task_names()) {
+    EXPECT_EQ(std::count(suite.begin(), suite.end(), task), 0) << task;
+    EXPECT_EQ(std::count(all.begin(), all.end(), task), 1) << task;
+  }
+}
+
+TEST(RedundantTasks, MostOfThePromptRestatesEarlierText) {
+  for (const std::string& task : redundant_task_names()) {
+    for (int64_t length : {int64_t{1024}, int64_t{8192}}) {
+      for (const TaskExample& ex : make_examples(task, Split::kTest, 0, 4, length)) {
+        int64_t redundant = 0;
+        for (const TokenSpan& span : ex.redundant) {
+          redundant += span.end - span.begin;
+          // an earlier span of the same length says the same, to two words
+          // (each copy is the block or the block with one word swapped)
+          const std::vector<int64_t> here(ex.prompt.begin() + span.begin, ex.prompt.begin() + span.end);
+          bool restated = false;
+          for (int64_t at = 1; at + (span.end - span.begin) <= span.begin && !restated; ++at) {
+            int64_t differing = 0;
+            for (int64_t i = 0; i < span.end - span.begin && differing <= 2; ++i)
+              differing += ex.prompt[at + i] != here[i];
+            restated = differing <= 2;
+          }
+          ASSERT_TRUE(restated) << task << " " << length << ": span at " << span.begin << " restates nothing";
+        }
+        EXPECT_GT(static_cast<double>(redundant) / length, 0.8) << task << " " << length;
+      }
+    }
+  }
+  // the suite's tasks have none
+  for (const std::string& task : task_names()) EXPECT_TRUE(make_example(task, Split::kTest, 0, 1024).redundant.empty());
+}
+
+TEST(RedundantTasks, KvRepeatedStatesEachKeyThreeTimesWithOneValue) {
+  const TaskExample ex = make_example("kv_repeated", Split::kValidation, 2, 4096);
+  const Words all = words_of(ex.prompt);
+  const Words body(all.begin(), all.begin() + ex.question_begin);
+  const auto kv = parse_kv(body);
+  ASSERT_EQ(kv.size(), 3u * 10u);  // 4,096 tokens: body / 400 keys
+  for (auto it = kv.begin(); it != kv.end(); it = kv.upper_bound(it->first)) {
+    EXPECT_EQ(kv.count(it->first), 3u);
+    const auto [first, last] = kv.equal_range(it->first);
+    for (auto copy = first; copy != last; ++copy) EXPECT_EQ(copy->second, first->second);
+  }
+  EXPECT_EQ(ex.evidence.size(), 3u);  // any one copy answers
+}
+
 TEST(Tasks, VariableLookupAsksANameValueThatIsNeverAssigned) {
   int name_values = 0, digit_values = 0;
   for (const TaskExample& ex : make_examples("variable_lookup", Split::kTrain, 0, 20, 1024)) {
@@ -192,6 +252,18 @@ TEST(Tasks, GeneratedIdsArePinned) {
     }
   }
   EXPECT_EQ(hash, 8710292787407806696ull) << "update the pin only for an intended change of the generators";
+}
+
+TEST(RedundantTasks, GeneratedIdsArePinned) {
+  uint64_t hash = 14695981039346656037ull;
+  for (const std::string& task : redundant_task_names()) {
+    const TaskExample ex = make_example(task, Split::kValidation, 3, 512);
+    for (int64_t id : training_sequence(ex)) {
+      hash ^= static_cast<uint64_t>(id);
+      hash *= 1099511628211ull;
+    }
+  }
+  EXPECT_EQ(hash, 10356984381908252550ull) << "update the pin only for an intended change of the generators";
 }
 
 TEST(Tasks, SplitsNeverShareASeedOrAnExample) {
@@ -253,7 +325,7 @@ TEST(Tasks, EvidenceSpansHoldTheAnswerAndDistractorsArePresent) {
       EXPECT_EQ(ex.num_distractors, static_cast<int64_t>(ex.distractors.size()));
       // kv_retrieval and kv_multi keys never share a word (tasks.cpp says why);
       // counting's look-alikes are names counted one off, not always present
-      if (task != "counting" && task != "kv_retrieval" && task != "kv_multi") {
+      if (task != "counting" && task != "kv_retrieval" && task != "kv_multi" && task != "kv_repeated") {
         EXPECT_GT(ex.num_lookalikes, 0) << task << " " << length;
       }
       // spans lie in the body and do not overlap
@@ -292,8 +364,9 @@ TEST(Tasks, EvidenceDepthVariesAcrossExamples) {
       early += depth < 0.5;
       late += depth >= 0.5;
     }
-    // kv_update's evidence is the latest of 2-4 updates, so it sits late more often
-    EXPECT_GT(early, task == "kv_update" ? 0 : 3) << task;
+    // kv_update's evidence is the latest of 2-4 updates and kv_repeated's the
+    // last of three copies, so it sits late more often
+    EXPECT_GT(early, task == "kv_update" || task == "kv_repeated" ? 0 : 3) << task;
     EXPECT_GT(late, 3) << task;
   }
 }
